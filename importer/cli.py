@@ -1,0 +1,408 @@
+"""The command line: the only module that prints or exits.
+
+    allobrain-import validate MANIFEST
+    allobrain-import run MANIFEST [--dry-run] [--sandbox] ...
+    allobrain-import sandbox [--port 8000] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from types import FrameType
+
+from . import __version__
+from .config import Config, load_config
+from .errors import ImportToolError, UsageError
+from .ledger import Ledger, default_state_dir
+from .manifest import ValidatedManifest, validate_manifest
+from .manifest_io import load_manifest
+from .plan import make_plan
+from .progress import TqdmProgress
+from .results import STATUSES, default_results_path
+from .runner import RunSummary, StopSignal, run_import
+from .safety import check_base_url, redact
+from .sandbox import SANDBOX_API_KEY, Sandbox
+
+MAX_PROBLEMS_SHOWN_BY_RUN = 30
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="allobrain-import",
+        description="Bulk-import call recordings into AlloBrain QM from a CSV or XLSX manifest.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--traceback", action="store_true", help="show a Python traceback on unexpected errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check a manifest without sending anything")
+    v.add_argument("manifest", type=Path)
+    v.add_argument("--config", type=Path, help="config file (default: ./config.yaml when it exists)")
+    v.add_argument("--campaign-id", help="campaign for rows without a campaign_id cell")
+
+    r = sub.add_parser("run", help="validate, invite agents, upload calls, write a results CSV")
+    r.add_argument("manifest", type=Path)
+    r.add_argument("--config", type=Path, help="config file (default: ./config.yaml when it exists)")
+    r.add_argument("--results", type=Path, help="results CSV path (default: results/<manifest>-<time>.csv)")
+    r.add_argument("--api-url", help="API base URL (default: api.base_url from config)")
+    r.add_argument("--campaign-id", help="campaign for rows without a campaign_id cell")
+    r.add_argument("--workers", type=int, help="concurrent uploads (upload.workers)")
+    r.add_argument("--max-per-second", type=float, help="request rate limit, 0 = none (upload.max_per_second)")
+    r.add_argument("--dry-run", action="store_true", help="validate and print the plan; send nothing")
+    r.add_argument("--retry-unknown", action="store_true", default=None,
+                   help="also resend rows whose earlier outcome was unknown (the server may have them)")
+    r.add_argument("--sandbox", action="store_true", help="import into a built-in sandbox API on loopback")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("-v", "--verbose", action="store_true", help="log each request and its outcome to stderr")
+    r.add_argument("--log-file", type=Path, help="write the request log to this file")
+    r.add_argument("--summary-json", type=Path, help="write the final summary as JSON")
+
+    s = sub.add_parser("sandbox", help="serve a stand-in AlloBrain QM API on loopback")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--api-key", default=SANDBOX_API_KEY, help="the key clients must send (default: a fixed sandbox key)")
+    s.add_argument("--campaign", action="append", default=[], help="accept only these campaign ids (repeatable)")
+    s.add_argument("--latency-ms", type=int, default=0, help="added to every request")
+    s.add_argument("--rate-limit", type=float, default=0, help="requests/s before answering 429 with Retry-After")
+    s.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 500 or 503")
+    s.add_argument("--drop-rate", type=float, default=0.0, help="share of uploads stored, then the connection dropped")
+    s.add_argument("--max-upload-mb", type=float, default=2048, help="larger uploads get 413")
+    s.add_argument("--data-dir", type=Path, help="where received files are kept (default: a temporary folder)")
+    s.add_argument("--seed", type=int, help="seed for the random faults")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "run":
+            return cmd_run(args)
+        return cmd_sandbox(args)
+    except ImportToolError as exc:
+        _err(f"error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except Exception as exc:  # an unexpected bug: one clean line, the traceback only on request
+        if args.traceback:
+            traceback.print_exc()
+        else:
+            _err(f"unexpected error: {type(exc).__name__}: {exc} (rerun with --traceback for details)")
+        return 70
+
+
+def _out(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+# --- validate -----------------------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace, cfg: Config, *, with_durations: bool = False) -> ValidatedManifest:
+    loaded = load_manifest(args.manifest, cfg)
+    return validate_manifest(loaded, cfg, with_durations=with_durations)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    overrides = {"campaign_id": getattr(args, "campaign_id", None)}
+    if args.command == "run":
+        overrides |= {
+            "upload.workers": args.workers,
+            "upload.max_per_second": args.max_per_second,
+            "upload.retry_unknown": args.retry_unknown,
+            "api.base_url": args.api_url,
+        }
+    return cfg.with_overrides(**overrides)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    vm = _load(args, cfg)
+    for problem in vm.problems:
+        _out(("warning: " if problem.severity == "warning" else "") + str(problem))
+    _out(_validation_summary(vm))
+    return 1 if vm.invalid else 0
+
+
+def _validation_summary(vm: ValidatedManifest) -> str:
+    n_warn = sum(1 for p in vm.problems if p.severity == "warning")
+    size = sum(c.file_size for c in vm.calls)
+    parts = [
+        f"{vm.n_rows} rows: {len(vm.calls)} valid, {len(vm.invalid)} invalid",
+    ]
+    if vm.carried:
+        parts.append(f"{len(vm.carried)} already uploaded")
+    parts += [f"{n_warn} warnings", f"{len(vm.agents)} agents", f"{_mb(size)} of audio"]
+    return ", ".join(parts)
+
+
+# --- run ----------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.sandbox and args.api_url:
+        raise UsageError("--sandbox and --api-url cannot be used together")
+    cfg = _config(args)
+    api_url = None if args.sandbox else check_base_url(cfg.api.base_url, "--api-url" if args.api_url else "api.base_url")
+    vm = _load(args, cfg, with_durations=args.dry_run)
+    _print_problems(vm)
+    _out(_validation_summary(vm))
+    if args.dry_run:
+        return _dry_run(vm, cfg, api_url, args)
+    if args.sandbox:
+        return _run_in_sandbox(vm, cfg, args)
+    assert api_url is not None
+    api_key = _api_key(cfg)
+    state_dir = Path(cfg.state_dir).expanduser() if cfg.state_dir else default_state_dir()
+    return _run(vm, cfg, args, api_url=api_url, api_key=api_key, state_dir=state_dir)
+
+
+def _api_key(cfg: Config) -> str:
+    name = cfg.api.api_key_env
+    key = os.environ.get(name, "").strip()
+    if not key:
+        raise UsageError(
+            f"no API key: set the environment variable {name} (for example: export {name}=...); "
+            "or try the built-in sandbox with --sandbox"
+        )
+    return key
+
+
+def _print_problems(vm: ValidatedManifest) -> None:
+    shown = vm.problems[:MAX_PROBLEMS_SHOWN_BY_RUN]
+    for problem in shown:
+        _err(("warning: " if problem.severity == "warning" else "") + str(problem))
+    if len(vm.problems) > len(shown):
+        _err(f"... and {len(vm.problems) - len(shown)} more (allobrain-import validate lists them all)")
+
+
+def _dry_run(vm: ValidatedManifest, cfg: Config, api_url: str | None, args: argparse.Namespace) -> int:
+    state_dir = Path(cfg.state_dir).expanduser() if cfg.state_dir else default_state_dir()
+    ledger = None
+    if api_url and (state_dir / Ledger.FILE_NAME).exists():
+        ledger = Ledger(state_dir, api_url, lock=False)
+    try:
+        plan = make_plan(vm, ledger, retry_unknown=cfg.upload.retry_unknown)
+        invited = ledger.invited() if ledger else set()
+    finally:
+        if ledger:
+            ledger.close()
+    to_invite = [e for e in plan.agents if e not in invited]
+    seconds = plan.seconds_to_send
+    _out("Plan (dry run: nothing is sent)")
+    _out(f"  API:                {api_url or 'built-in sandbox'}")
+    _out(f"  agents to invite:   {len(to_invite)} (already invited: {len(plan.agents) - len(to_invite)})")
+    for email in to_invite[:20]:
+        _out(f"    {email} ({plan.agents[email]})")
+    if len(to_invite) > 20:
+        _out(f"    ... and {len(to_invite) - 20} more")
+    _out(f"  calls to send:      {len(plan.to_send)}")
+    _out(f"  already uploaded:   {plan.already_uploaded}")
+    if plan.held_unknown:
+        _out(f"  unknown, held back: {plan.held_unknown} (add --retry-unknown to resend)")
+    _out(f"  invalid rows:       {plan.invalid}")
+    _out(f"  bytes to send:      {_mb(plan.bytes_to_send)}")
+    _out(f"  audio duration:     {_duration(seconds) if seconds is not None else 'unknown'}")
+    return 1 if vm.invalid else 0
+
+
+def _run_in_sandbox(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="allobrain-sandbox-") as tmp, \
+            Sandbox(data_dir=Path(tmp) / "data") as sb:
+        _out(f"sandbox API at {sb.url} (temporary; its ledger lives only for this run)")
+        code = _run(vm, cfg, args, api_url=sb.url, api_key=sb.api_key, state_dir=Path(tmp) / "state")
+        _out(f"sandbox received {len(sb.calls())} calls from {len(sb.agents())} agents")
+        return code
+
+
+def _run(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace, *, api_url: str, api_key: str,
+         state_dir: Path) -> int:
+    _setup_logging(args, api_key)
+    results_path = args.results or default_results_path(vm.loaded.path, vm.loaded.is_results)
+    _out(f"results: {results_path}")
+    stop = StopSignal()
+    restore = _install_sigint(stop)
+    progress = TqdmProgress(disable=args.quiet)
+    try:
+        summary = run_import(vm, cfg, api_url=api_url, api_key=api_key, state_dir=state_dir,
+                             results_path=results_path, retry_unknown=cfg.upload.retry_unknown, stop=stop,
+                             progress=progress)
+    finally:
+        progress.close()
+        restore()
+    _print_summary(summary, args)
+    if args.summary_json:
+        _write_summary_json(summary, args.summary_json)
+    return summary.exit_code
+
+
+def _install_sigint(stop: StopSignal):  # noqa: ANN202 - returns the restorer
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.requested:
+            # Second Ctrl-C: leave now. Results rows already written are flushed; rows in flight stay
+            # `sending` in the ledger and become `unknown` on the next run.
+            os._exit(130)
+        stop.request()
+        _err("\nstopping: in-flight uploads finish, nothing new starts (Ctrl-C again to quit at once)")
+
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
+class _RedactKey(logging.Filter):
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage(), self.key)
+        record.args = ()
+        return True
+
+
+def _setup_logging(args: argparse.Namespace, api_key: str) -> None:
+    logger = logging.getLogger("importer")
+    logger.handlers.clear()
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    handlers: list[logging.Handler] = []
+    if args.verbose:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    if args.log_file:
+        args.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+    if not handlers:
+        handlers.append(logging.NullHandler())
+    for h in handlers:
+        h.setFormatter(fmt)
+        h.addFilter(_RedactKey(api_key))
+        logger.addHandler(h)
+
+
+def _print_summary(s: RunSummary, args: argparse.Namespace) -> None:
+    _out("")
+    if s.auth_error:
+        _out(f"STOPPED: the API refused the key ({s.auth_error}). Check the key, then rerun.")
+    elif s.interrupted:
+        _out("INTERRUPTED: rows not sent are marked not_attempted.")
+    _out(f"{s.total_rows} rows in {_duration(s.elapsed)}:")
+    for status in STATUSES:
+        if s.counts.get(status):
+            _out(f"  {status:<17} {s.counts[status]}")
+    if s.agents_needed:
+        _out(f"agents: {s.agents_invited} invited, {s.agents_known} already known, {len(s.agents_failed)} failed")
+    for message in list(s.agents_failed.values())[:10]:
+        _out(f"  {message}")
+    uploaded = s.counts.get("uploaded", 0)
+    if uploaded and s.upload_seconds > 0:
+        _out(f"throughput: {uploaded / s.upload_seconds:.1f} calls/s, "
+             f"{s.uploaded_bytes / s.upload_seconds / 1e6:.2f} MB/s")
+    if s.recovered_unknown:
+        _out(f"note: {s.recovered_unknown} calls were cut off by an earlier run that stopped abruptly: "
+             "they are unknown (the server may have them)")
+    _out(f"results: {s.results_path}")
+    for line in _next_steps(s, args):
+        _out(line)
+
+
+def _next_steps(s: RunSummary, args: argparse.Namespace) -> list[str]:
+    extra = ""
+    if args.config:
+        extra += f" --config {shlex.quote(str(args.config))}"
+    if args.sandbox:
+        extra += " --sandbox"
+    rerun = f"allobrain-import run {shlex.quote(str(s.results_path))}{extra}"
+    c = s.counts
+    redo = sum(c.get(k, 0) for k in ("invalid", "failed", "agent_failed", "not_attempted"))
+    lines = []
+    if redo:
+        lines.append(f"next: fix what import_error says in the results file, then rerun what is left: {rerun}")
+    if c.get("unknown"):
+        lines.append(f"{c['unknown']} rows are unknown (the server may have them). Check them in AlloBrain QM, "
+                     f"then resend them with: {rerun} --retry-unknown")
+    if not lines:
+        lines.append("nothing left to do: every row is uploaded.")
+    return lines
+
+
+def _write_summary_json(s: RunSummary, path: Path) -> None:
+    data = {
+        "results": str(s.results_path),
+        "rows": s.total_rows,
+        "counts": s.counts,
+        "exit_code": s.exit_code,
+        "elapsed_seconds": round(s.elapsed, 3),
+        "upload_seconds": round(s.upload_seconds, 3),
+        "uploaded_bytes": s.uploaded_bytes,
+        "agents": {"needed": s.agents_needed, "invited": s.agents_invited, "already_known": s.agents_known,
+                   "failed": len(s.agents_failed)},
+        "recovered_unknown": s.recovered_unknown,
+        "auth_error": s.auth_error,
+        "interrupted": s.interrupted,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+# --- sandbox ------------------------------------------------------------------------------------------
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    sb = Sandbox(host=args.host, port=args.port, api_key=args.api_key, campaigns=args.campaign or None,
+                 latency_ms=args.latency_ms, rate_limit=args.rate_limit, fail_rate=args.fail_rate,
+                 drop_rate=args.drop_rate, max_upload_mb=args.max_upload_mb, data_dir=args.data_dir,
+                 seed=args.seed)
+    sb.start()
+    _out(f"sandbox API serving at {sb.url}")
+    _out(f"API key: {sb.api_key}   (export ALLOBRAIN_API_KEY={sb.api_key})")
+    _out(f"inspect: {sb.url}/_sandbox/agents  {sb.url}/_sandbox/calls   (Ctrl-C to stop)")
+    try:
+        signal.pause() if hasattr(signal, "pause") else input()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sb.stop()
+    _out("sandbox stopped")
+    return 0
+
+
+# --- formatting ---------------------------------------------------------------------------------------
+
+
+def _mb(n: int) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e6:.1f} MB"
+
+
+def _duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""The HTTP client: invite an agent, upload a call, each with the spec's retry policy.
+
+- one `requests.Session` per thread, no redirects, a timeout on every request, `~/.netrc` ignored;
+- the key only ever travels as the `x-api-key` header to the configured base URL;
+- an upload streams the file from disk through a multipart body rebuilt for every attempt, with a boundary
+  derived from the call so that a resent body is byte-identical;
+- what a response or a failure means is decided by `policy`, not here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests_toolbelt import MultipartEncoder
+
+from .policy import Verdict, classify_failure, classify_status, error_message, retry_delay
+from .safety import check_base_url, clean_text
+
+log = logging.getLogger("importer.client")
+
+MAX_RESPONSE_BYTES = 64 * 1024
+USER_AGENT = "allobrain-import/0.1"
+
+
+class CallLike(Protocol):
+    """What an upload needs to know about a call (a validated manifest row satisfies it)."""
+
+    row: int
+    file_path: Path
+    file_name: str
+    file_size: int
+    file_mtime_ns: int
+    agent_email: str
+    timestamp: int
+    campaign_id: str
+    metadata: Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """The end of one request and its retries."""
+
+    verdict: Verdict
+    http_status: int | None
+    message: str
+    attempts: int
+    call_id: str | None = None
+    interrupted: bool = False  # stopped (Ctrl-C or an auth abort) while waiting to retry: never taken
+    retry_after_seen: bool = False
+
+
+class RateLimiter:
+    """Spaces requests evenly across all threads (`rate` per second; 0 = no limit), and lets a 429's
+    Retry-After hold every thread, not only the one that got it."""
+
+    def __init__(self, rate: float = 0.0) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def pause_until(self, when: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, when)
+
+    def acquire(self, stop: threading.Event | None = None) -> bool:
+        """Wait for a slot; False if `stop` was set while waiting."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next, self._paused_until)
+            if self.interval:
+                self._next = slot + self.interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            if stop is not None:
+                return not stop.wait(delay)
+            time.sleep(delay)
+        return not (stop is not None and stop.is_set())
+
+
+class _NoNetrc(requests.auth.AuthBase):
+    """Setting any session auth stops requests from reading ~/.netrc; this one adds nothing."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+class _CountingBody:
+    """A streaming request body that remembers how much of itself has been handed to the socket,
+    so a failure can be judged: before the whole body left, the server cannot have taken the call."""
+
+    def __init__(self, encoder: MultipartEncoder) -> None:
+        self._encoder = encoder
+        self.len = encoder.len
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self.len
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._encoder.read(size if size and size > 0 else 64 * 1024)
+        self.sent += len(chunk)
+        return chunk
+
+    @property
+    def fully_sent(self) -> bool:
+        return self.sent >= self.len
+
+
+def multipart_boundary(call: CallLike) -> str:
+    """Stable per call, so every attempt sends the same bytes."""
+    key = f"{call.campaign_id}|{call.agent_email}|{call.timestamp}|{call.file_name}|{call.file_size}"
+    return "----allobrain" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def metadata_json(metadata: Sequence[tuple[str, str]]) -> str:
+    return json.dumps([{"key": k, "value": v} for k, v in metadata], ensure_ascii=False, separators=(",", ":"))
+
+
+class ApiClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 300.0,
+        connect_timeout: float = 10.0,
+        max_attempts: int = 6,
+        max_retry_after: float = 120.0,
+        limiter: RateLimiter | None = None,
+        stop: threading.Event | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = check_base_url(base_url)
+        self._key = api_key
+        self.timeout = (connect_timeout, timeout)
+        self.max_attempts = max_attempts
+        self.max_retry_after = max_retry_after
+        self.limiter = limiter or RateLimiter(0)
+        self.stop = stop or threading.Event()
+        self._rng = rng or random.Random()
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ApiClient({self.base_url!r})"
+
+    # --- sessions ---------------------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = requests.Session()
+            s.auth = _NoNetrc()
+            s.max_redirects = 0
+            s.headers["User-Agent"] = USER_AGENT
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+            s.mount("https://", adapter)
+            s.mount("http://", adapter)
+            self._local.session = s
+            with self._sessions_lock:
+                self._sessions.append(s)
+        return s
+
+    def close(self) -> None:
+        with self._sessions_lock:
+            for s in self._sessions:
+                s.close()
+            self._sessions.clear()
+
+    # --- public calls -----------------------------------------------------------------------------
+
+    def invite(self, email: str, name: str, *, role: str = "agent", send_invite_email: bool = False) -> Attempted:
+        payload = json.dumps(
+            {"email": email, "name": name, "role": role, "send_invite_email": send_invite_email}
+        ).encode()
+
+        def send(session: requests.Session) -> requests.Response:
+            return session.post(
+                self.base_url + "/users/invite",
+                data=payload,
+                headers={"x-api-key": self._key, "Content-Type": "application/json"},
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+
+        return self._with_retries(send, invite=True, label=f"invite {email}")
+
+    def upload(self, call: CallLike) -> Attempted:
+        boundary = multipart_boundary(call)
+        content_type = mimetypes.guess_type(call.file_name)[0] or "application/octet-stream"
+        fields_tail = [
+            ("campaign_id", call.campaign_id),
+            ("conversation_timestamp", str(call.timestamp)),
+            ("agent_email", call.agent_email),
+            ("metadata", metadata_json(call.metadata)),
+        ]
+
+        def send(session: requests.Session) -> requests.Response:
+            problem = _file_changed(call)
+            if problem:
+                raise _FileProblem(problem)
+            with open(call.file_path, "rb") as fh:
+                encoder = MultipartEncoder(
+                    [("file", (call.file_name, fh, content_type)), *fields_tail], boundary=boundary
+                )
+                body = _CountingBody(encoder)
+                try:
+                    return session.post(
+                        self.base_url + "/calls/audio",
+                        data=body,
+                        headers={"x-api-key": self._key, "Content-Type": encoder.content_type},
+                        timeout=self.timeout,
+                        allow_redirects=False,
+                        stream=True,
+                    )
+                except requests.RequestException as exc:
+                    raise _Transport(exc, body.fully_sent) from None
+
+        return self._with_retries(send, invite=False, label=f"row {call.row} upload {call.file_name}")
+
+    # --- the retry loop ---------------------------------------------------------------------------
+
+    def _with_retries(
+        self, send: Callable[[requests.Session], requests.Response], *, invite: bool, label: str
+    ) -> Attempted:
+        attempt = 0
+        last: Attempted | None = None
+        retry_after_seen = False
+        while attempt < self.max_attempts:
+            if attempt and self.stop.is_set():
+                return _interrupted(last, attempt)
+            if not self.limiter.acquire(self.stop):
+                return _interrupted(last, attempt)
+            attempt += 1
+            started = time.monotonic()
+            retry_after: str | None = None
+            try:
+                response = send(self._session())
+            except _FileProblem as exc:
+                log.info("%s: %s", label, exc.message)
+                return Attempted(Verdict.PERMANENT, None, exc.message, attempt)
+            except (_Transport, requests.RequestException) as exc:
+                err = exc.error if isinstance(exc, _Transport) else exc
+                fully_sent = exc.fully_sent if isinstance(exc, _Transport) else True
+                verdict = classify_failure(fully_sent, invite=invite)
+                message = _describe_failure(err, fully_sent)
+                last = Attempted(verdict, None, message, attempt)
+                log.info("%s: attempt %d failed after %.2fs: %s", label, attempt, time.monotonic() - started, message)
+            else:
+                status = response.status_code
+                body = _read_capped(response)
+                verdict = classify_status(status, invite=invite)
+                retry_after = response.headers.get("Retry-After")
+                retry_after_seen = retry_after_seen or retry_after is not None
+                if verdict is Verdict.SUCCESS:
+                    last = Attempted(verdict, status, "", attempt, _call_id(body), retry_after_seen=retry_after_seen)
+                else:
+                    message = error_message(status, body)
+                    if 300 <= status < 400:
+                        where = clean_text(response.headers.get("Location", "?"), 120)
+                        message = f"redirect to {where} not followed; check api.base_url"
+                    last = Attempted(verdict, status, message, attempt, retry_after_seen=retry_after_seen)
+                log.info("%s: attempt %d -> HTTP %d in %.2fs", label, attempt, status, time.monotonic() - started)
+            if last.verdict is not Verdict.RETRY:
+                return last
+            if attempt >= self.max_attempts:
+                break
+            delay = retry_delay(attempt, retry_after, max_retry_after=self.max_retry_after, rng=self._rng)
+            if retry_after is not None:
+                self.limiter.pause_until(time.monotonic() + delay)
+            if self.stop.wait(delay):
+                return _interrupted(last, attempt)
+        assert last is not None
+        return Attempted(
+            Verdict.RETRY,
+            last.http_status,
+            f"gave up after {attempt} attempts: {last.message}",
+            attempt,
+            retry_after_seen=retry_after_seen,
+        )
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+class _Transport(Exception):
+    def __init__(self, error: requests.RequestException, fully_sent: bool) -> None:
+        super().__init__(str(type(error).__name__))
+        self.error = error
+        self.fully_sent = fully_sent
+
+
+class _FileProblem(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _interrupted(last: Attempted | None, attempts: int) -> Attempted:
+    why = "stopped before it was sent" if last is None else f"stopped while waiting to retry ({last.message})"
+    return Attempted(Verdict.RETRY, last.http_status if last else None, why, attempts, interrupted=True)
+
+
+def _file_changed(call: CallLike) -> str | None:
+    try:
+        st = os.stat(call.file_path)
+    except FileNotFoundError:
+        return f"file disappeared after validation: {call.file_path}"
+    except OSError as exc:
+        return f"file cannot be read: {clean_text(exc.strerror or exc, 120)}"
+    if st.st_size != call.file_size:
+        return f"file changed after validation (size {call.file_size} -> {st.st_size} bytes); validate and run again"
+    if call.file_mtime_ns and st.st_mtime_ns != call.file_mtime_ns:
+        return "file was modified after validation; validate and run again"
+    return None
+
+
+def _read_capped(response: requests.Response) -> bytes | None:
+    """Read at most MAX_RESPONSE_BYTES of an answer: a hostile server cannot make us hold megabytes."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(16 * 1024):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= MAX_RESPONSE_BYTES:
+                break
+    except requests.RequestException:
+        return None
+    finally:
+        response.close()
+    return b"".join(chunks)[:MAX_RESPONSE_BYTES]
+
+
+def _call_id(body: bytes | None) -> str | None:
+    if not body:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(data, dict):
+        for key in ("id", "call_id", "_id"):
+            value = data.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                return clean_text(value, 100)
+    return None
+
+
+def _describe_failure(err: BaseException, fully_sent: bool) -> str:
+    if isinstance(err, requests.ConnectTimeout):
+        what = "connection timed out"
+    elif isinstance(err, requests.ReadTimeout):
+        what = "no answer before the read timeout"
+    elif isinstance(err, requests.exceptions.SSLError):
+        what = "TLS error"
+    elif isinstance(err, requests.ConnectionError):
+        text = str(err)
+        if "Connection refused" in text or "NewConnectionError" in text:
+            what = "connection refused"
+        elif "NameResolution" in text or "Name or service not known" in text:
+            what = "host name not found"
+        else:
+            what = "connection lost"
+    else:
+        what = type(err).__name__
+    when = "after the whole call was sent (the server may have stored it)" if fully_sent else "before the call was fully sent"
+    return f"{what} {when}"

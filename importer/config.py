@@ -1,0 +1,294 @@
+"""config.yaml: load, check every key, fill defaults, apply command-line overrides.
+
+The result is a tree of frozen dataclasses; nothing else in the package reads YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.qm.allobrain.com"
+DEFAULT_CONFIG_NAME = "config.yaml"
+
+ENCODINGS = ("auto", "utf-8", "utf-8-sig", "cp1252", "latin-1")
+DELIMITERS = {"auto": "auto", ",": ",", ";": ";", "\t": "\t", "tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str = DEFAULT_BASE_URL
+    api_key_env: str = "ALLOBRAIN_API_KEY"
+
+
+@dataclass(frozen=True)
+class ManifestConfig:
+    encoding: str = "auto"
+    delimiter: str = "auto"  # "auto" or the delimiter character itself
+    sheet: str | None = None
+    timezone: str = "UTC"
+    dayfirst: bool = True
+
+
+@dataclass(frozen=True)
+class ColumnsConfig:
+    """Field -> manifest header. Matching is case-insensitive after trimming."""
+
+    file_path: str = "file_path"
+    agent_email: str = "agent_email"
+    agent_name: str = "agent_name"
+    agent_first_name: str = "agent_first_name"
+    agent_last_name: str = "agent_last_name"
+    conversation_timestamp: str = "conversation_timestamp"
+    campaign_id: str = "campaign_id"
+
+
+@dataclass(frozen=True)
+class MetadataConfig:
+    include: tuple[str, ...] | None = None  # None = all
+    exclude: tuple[str, ...] = ()
+    rename: tuple[tuple[str, str], ...] = ()  # (manifest header, metadata key)
+    phone_columns: tuple[str, ...] = ()
+    default_region: str = "FR"
+
+    @property
+    def rename_map(self) -> dict[str, str]:
+        return dict(self.rename)
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    workers: int = 8
+    max_per_second: float = 0.0
+    max_attempts: int = 6
+    timeout_seconds: float = 300.0
+    connect_timeout_seconds: float = 10.0
+    max_file_mb: float = 2048.0
+    retry_unknown: bool = False
+    max_retry_after_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class AgentsConfig:
+    send_invite_email: bool = False
+    role: str = "agent"
+    workers: int = 4
+
+
+@dataclass(frozen=True)
+class Config:
+    api: ApiConfig = field(default_factory=ApiConfig)
+    campaign_id: str | None = None
+    manifest: ManifestConfig = field(default_factory=ManifestConfig)
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
+    agents: AgentsConfig = field(default_factory=AgentsConfig)
+    state_dir: str | None = None
+    source: str | None = None  # the file it came from, for messages; not a config key
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        """Apply command-line flags: keys like `upload.workers` or `campaign_id`; None means not given."""
+        cfg = self
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            if key:
+                cfg = replace(cfg, **{section: replace(getattr(cfg, section), **{key: value})})
+            else:
+                cfg = replace(cfg, **{section: value})
+        _check_ranges(cfg)
+        return cfg
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None, cwd: Path | None = None) -> Path | None:
+    """`--config PATH` wins; else ./config.yaml when it exists; else None (built-in defaults)."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p} (check the --config path)")
+        return p
+    candidate = (cwd or Path.cwd()) / DEFAULT_CONFIG_NAME
+    return candidate if candidate.is_file() else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Config:
+    p = resolve_config_path(path, cwd)
+    if p is None:
+        return Config()
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {p}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p} is not valid YAML: {exc}") from None
+    cfg = parse_config(data if data is not None else {}, source=str(p))
+    return cfg
+
+
+def parse_config(data: Any, source: str = "config") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys (api:, manifest:, upload:, ...)")
+    _refuse_unknown(data, _top_level_keys(), source, "")
+    kwargs: dict[str, Any] = {"source": source}
+    for key, value in data.items():
+        if key in _SECTIONS:
+            kwargs[key] = _parse_section(key, value, source)
+        elif key == "campaign_id":
+            kwargs[key] = _opt_str(value, "campaign_id", source)
+        elif key == "state_dir":
+            kwargs[key] = _opt_str(value, "state_dir", source)
+    cfg = Config(**kwargs)
+    _check_ranges(cfg)
+    return cfg
+
+
+# --- checking ------------------------------------------------------------------------------------
+
+_SECTIONS: dict[str, type] = {
+    "api": ApiConfig,
+    "manifest": ManifestConfig,
+    "columns": ColumnsConfig,
+    "metadata": MetadataConfig,
+    "upload": UploadConfig,
+    "agents": AgentsConfig,
+}
+
+
+def _top_level_keys() -> list[str]:
+    return [f.name for f in fields(Config) if f.name != "source"]
+
+
+def _refuse_unknown(data: dict[str, Any], allowed: list[str], source: str, prefix: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(
+                f"{source}: unknown key '{prefix}{key}'; allowed here: {', '.join(allowed)}"
+            )
+
+
+def _parse_section(name: str, value: Any, source: str) -> Any:
+    cls = _SECTIONS[name]
+    if value is None:
+        return cls()
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: '{name}' must be a mapping of keys, got {type(value).__name__}")
+    allowed = [f.name for f in fields(cls)]
+    _refuse_unknown(value, allowed, source, f"{name}.")
+    types = {f.name: f for f in fields(cls)}
+    out: dict[str, Any] = {}
+    for key, raw in value.items():
+        dotted = f"{name}.{key}"
+        out[key] = _coerce(dotted, types[key], raw, source)
+    return cls(**out)
+
+
+def _coerce(dotted: str, f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
+    if dotted == "metadata.include":
+        if raw is None or raw == "all":
+            return None
+        return _str_tuple(raw, dotted, source)
+    if dotted in ("metadata.exclude", "metadata.phone_columns"):
+        return () if raw is None else _str_tuple(raw, dotted, source)
+    if dotted == "metadata.rename":
+        if raw is None:
+            return ()
+        if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+            raise ConfigError(f"{source}: '{dotted}' must map manifest headers to metadata keys (text: text)")
+        return tuple(raw.items())
+    if dotted == "manifest.delimiter":
+        key = raw if isinstance(raw, str) else None
+        if key not in DELIMITERS:
+            raise ConfigError(f"{source}: '{dotted}' must be one of auto, ',', ';', tab (got {raw!r})")
+        return DELIMITERS[key]
+    if dotted == "manifest.encoding":
+        if not isinstance(raw, str) or raw.lower() not in ENCODINGS:
+            raise ConfigError(f"{source}: '{dotted}' must be one of {', '.join(ENCODINGS)} (got {raw!r})")
+        return raw.lower()
+    default = f.default
+    if isinstance(default, bool):
+        if not isinstance(raw, bool):
+            raise ConfigError(f"{source}: '{dotted}' must be true or false (got {raw!r})")
+        return raw
+    if isinstance(default, int):
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ConfigError(f"{source}: '{dotted}' must be a whole number (got {raw!r})")
+        return raw
+    if isinstance(default, float):
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise ConfigError(f"{source}: '{dotted}' must be a number (got {raw!r})")
+        return float(raw)
+    # strings, some optional (sheet)
+    if raw is None and default is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(f"{source}: '{dotted}' must be non-empty text (got {raw!r})")
+    return raw.strip()
+
+
+def _str_tuple(raw: Any, dotted: str, source: str) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ConfigError(f"{source}: '{dotted}' must be a list of column headers")
+    return tuple(raw)
+
+
+def _opt_str(value: Any, key: str, source: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{source}: '{key}' must be text or null (got {value!r})")
+    return value.strip()
+
+
+def _check_ranges(cfg: Config) -> None:
+    src = cfg.source or "config"
+    u = cfg.upload
+    checks = [
+        (u.workers >= 1 and u.workers <= 64, "upload.workers", "a whole number from 1 to 64"),
+        (u.max_per_second >= 0, "upload.max_per_second", "0 (no limit) or a positive number"),
+        (1 <= u.max_attempts <= 50, "upload.max_attempts", "a whole number from 1 to 50"),
+        (u.timeout_seconds > 0, "upload.timeout_seconds", "a positive number of seconds"),
+        (u.connect_timeout_seconds > 0, "upload.connect_timeout_seconds", "a positive number of seconds"),
+        (u.max_file_mb > 0, "upload.max_file_mb", "a positive number of megabytes"),
+        (u.max_retry_after_seconds >= 0, "upload.max_retry_after_seconds", "0 or more seconds"),
+        (1 <= cfg.agents.workers <= 32, "agents.workers", "a whole number from 1 to 32"),
+        (bool(cfg.api.api_key_env.strip()), "api.api_key_env", "the name of an environment variable"),
+    ]
+    for ok, key, allowed in checks:
+        if not ok:
+            raise ConfigError(f"{src}: '{key}' must be {allowed}")
+    try:
+        ZoneInfo(cfg.manifest.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{src}: 'manifest.timezone' is not a known time zone: {cfg.manifest.timezone!r} "
+            "(use an IANA name such as Europe/Paris or UTC)"
+        ) from None
+    try:
+        import phonenumbers
+
+        if cfg.metadata.default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError(
+                f"{src}: 'metadata.default_region' is not a known region code: {cfg.metadata.default_region!r} "
+                "(use a two-letter code such as FR)"
+            )
+    except ImportError:  # pragma: no cover - a declared dependency
+        pass

@@ -1,0 +1,36 @@
+"""The project's exceptions.
+
+    ImportToolError                 base: every failure the CLI turns into one clear line
+    ├── UsageError                  bad flag, missing API key, refused URL          -> exit 2
+    ├── ConfigError                 config.yaml unreadable, unknown key, bad value  -> exit 2
+    ├── ManifestError               manifest unreadable or unusable as a whole      -> exit 2
+    └── AuthError                   the API refused the key (401/403)               -> exit 3
+
+Row-level problems are not exceptions: they are values (`manifest.Problem`) and row outcomes.
+"""
+
+from __future__ import annotations
+
+
+class ImportToolError(Exception):
+    """Base class: the message says what is wrong and what to change."""
+
+    exit_code = 2
+
+
+class UsageError(ImportToolError):
+    """The command line or the environment is wrong (a flag, the API key variable, a refused URL)."""
+
+
+class ConfigError(ImportToolError):
+    """config.yaml cannot be read, or a key is unknown or has a bad value; the message names the key."""
+
+
+class ManifestError(ImportToolError):
+    """The manifest as a whole cannot be used (unreadable, undecidable encoding or delimiter, missing column)."""
+
+
+class AuthError(ImportToolError):
+    """The API answered 401 or 403: the key is wrong or lacks rights. The run stops."""
+
+    exit_code = 3

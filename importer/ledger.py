@@ -1,0 +1,222 @@
+"""The ledger: what was sent to which API, kept in SQLite so that no rerun sends a call twice.
+
+One database per user (or per `state_dir`), independent of where manifests and results live. A call's key is
+(API base URL, campaign, agent email, timestamp, file name, file size). A row is written as `sending` just
+before its request and updated after it; a row still `sending` when a run starts was cut off by a crash and
+becomes `unknown`. One run at a time holds the ledger (an exclusive file lock), so two runs cannot race.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import UsageError
+
+try:  # POSIX; on other systems the lock is skipped (documented in the README)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+SENDING = "sending"
+UPLOADED = "uploaded"
+UNKNOWN = "unknown"
+FAILED = "failed"  # the server did not keep it (refused, gave up, interrupted): safe to send again
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    api TEXT NOT NULL,
+    campaign_id TEXT NOT NULL,
+    agent_email TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    file_name TEXT NOT NULL,
+    file_size INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    call_id TEXT,
+    http_status INTEGER,
+    error TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (api, campaign_id, agent_email, ts, file_name, file_size)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agents (
+    api TEXT NOT NULL,
+    email TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (api, email)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CallKey:
+    campaign_id: str
+    agent_email: str
+    timestamp: int
+    file_name: str
+    file_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    status: str
+    call_id: str | None
+    http_status: int | None
+    error: str | None
+
+
+def default_state_dir() -> Path:
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("allobrain-import", appauthor=False))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Ledger:
+    """Thread-safe: one connection guarded by a lock (each write is a tiny WAL transaction)."""
+
+    FILE_NAME = "ledger.sqlite3"
+
+    def __init__(self, state_dir: Path, api: str, *, lock: bool = True) -> None:
+        self.state_dir = Path(state_dir)
+        self.api = api
+        self.path = self.state_dir / self.FILE_NAME
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the ledger folder {self.state_dir}: {exc.strerror}; set state_dir") from None
+        self._lock_file = None
+        if lock:
+            self._take_lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (the OS keeps the written pages); it only risks the
+            # last transactions on a power cut, which would make those rows `unknown`, never duplicates.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._release_lock()
+            raise UsageError(
+                f"the ledger {self.path} is damaged ({exc}); move it aside to start a new one "
+                "(rows it knew as uploaded would then be sent again)"
+            ) from None
+        self._mutex = threading.Lock()
+
+    # --- the one-run-at-a-time lock ---------------------------------------------------------------
+
+    def _take_lock(self) -> None:
+        if fcntl is None:
+            return
+        f = open(self.state_dir / "ledger.lock", "a+")  # noqa: SIM115 - held for the ledger's life
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            f.close()
+            raise UsageError(
+                f"another allobrain-import run (pid {holder}) is using the ledger in {self.state_dir}; "
+                "wait for it to finish (two runs at once could send the same call twice)"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._lock_file = f
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def close(self) -> None:
+        with self._mutex:
+            self._db.close()
+        self._release_lock()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._mutex:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- calls ------------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Rows left `sending` by a run that died: the server may have them. Returns how many."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE calls SET status=?, error=?, updated_at=? WHERE api=? AND status=?",
+                (UNKNOWN, "the run stopped while this call was being sent", _now(), self.api, SENDING),
+            )
+            return cur.rowcount
+
+    def get(self, key: CallKey) -> Entry | None:
+        with self._mutex:
+            row = self._db.execute(
+                "SELECT status, call_id, http_status, error FROM calls WHERE api=? AND campaign_id=? "
+                "AND agent_email=? AND ts=? AND file_name=? AND file_size=?",
+                (self.api, *_key_tuple(key)),
+            ).fetchone()
+        return Entry(*row) if row else None
+
+    def mark_sending(self, key: CallKey) -> None:
+        self._put(key, SENDING, None, None, None)
+
+    def mark(self, key: CallKey, status: str, *, call_id: str | None = None, http_status: int | None = None,
+             error: str | None = None) -> None:
+        self._put(key, status, call_id, http_status, error)
+
+    def _put(self, key: CallKey, status: str, call_id: str | None, http_status: int | None, error: str | None) -> None:
+        with self._mutex:
+            self._db.execute(
+                "INSERT INTO calls (api, campaign_id, agent_email, ts, file_name, file_size, status, call_id,"
+                " http_status, error, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT DO UPDATE SET status=excluded.status, call_id=excluded.call_id,"
+                " http_status=excluded.http_status, error=excluded.error, updated_at=excluded.updated_at",
+                (self.api, *_key_tuple(key), status, call_id, http_status, error, _now()),
+            )
+
+    def counts(self) -> dict[str, int]:
+        with self._mutex:
+            rows = self._db.execute("SELECT status, COUNT(*) FROM calls WHERE api=? GROUP BY status", (self.api,))
+            return dict(rows.fetchall())
+
+    # --- agents -----------------------------------------------------------------------------------
+
+    def invited(self) -> set[str]:
+        with self._mutex:
+            return {r[0] for r in self._db.execute("SELECT email FROM agents WHERE api=?", (self.api,))}
+
+    def mark_invited(self, email: str) -> None:
+        with self._mutex:
+            self._db.execute(
+                "INSERT INTO agents (api, email, updated_at) VALUES (?,?,?) ON CONFLICT DO UPDATE SET"
+                " updated_at=excluded.updated_at",
+                (self.api, email, _now()),
+            )
+
+
+def _key_tuple(key: CallKey) -> tuple[str, str, int, str, int]:
+    return (key.campaign_id, key.agent_email, key.timestamp, key.file_name, key.file_size)

@@ -1,0 +1,120 @@
+"""The results CSV: one line per manifest row, in manifest order, written as rows finish.
+
+Rows can finish out of order (several workers); a small reorder buffer holds the ones that finished early
+until every earlier row is known, so the file is always a complete, ordered prefix of the manifest and
+memory stays bounded by the number of rows in flight.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from .safety import clean_text, neutralize_cell
+
+IMPORT_COLUMNS = (
+    "import_row",
+    "import_status",
+    "import_http_status",
+    "import_error",
+    "import_attempts",
+    "import_call_id",
+    "import_finished_at",
+)
+STATUSES = ("uploaded", "already_uploaded", "invalid", "agent_failed", "failed", "unknown", "not_attempted")
+_STAMP = re.compile(r"-\d{8}-\d{6}(-\d+)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str
+    http_status: int | None = None
+    error: str = ""
+    attempts: int = 0
+    call_id: str | None = None
+    finished_at: str = ""
+
+    def cells(self, row: int) -> list[str]:
+        return [
+            str(row),
+            self.status,
+            "" if self.http_status is None else str(self.http_status),
+            neutralize_cell(clean_text(self.error, 500)),
+            str(self.attempts),
+            neutralize_cell(self.call_id or ""),
+            self.finished_at,
+        ]
+
+
+def finished_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def default_results_path(manifest: Path, is_results: bool, now: datetime | None = None) -> Path:
+    """results/<stem>-<YYYYmmdd-HHMMSS>.csv beside the manifest; beside a results CSV that is rerun (its old
+    time stamp replaced, so reruns do not grow the name)."""
+    now = now or datetime.now()
+    stem = _STAMP.sub("", manifest.stem) if is_results else manifest.stem
+    folder = manifest.parent if is_results else manifest.parent / "results"
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{stem}-{stamp}.csv"
+    n = 2
+    while path.exists():
+        path = folder / f"{stem}-{stamp}-{n}.csv"
+        n += 1
+    return path
+
+
+class ResultsWriter:
+    """Thread-safe ordered writer. `rows` yields each manifest row's original cells in order."""
+
+    def __init__(self, path: Path, headers: tuple[str, ...], delimiter: str, rows: Iterator[list[str]],
+                 line_numbers: list[int]) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: TextIO = open(path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
+        self._csv = csv.writer(self._fh, delimiter=delimiter, lineterminator="\r\n")
+        self._csv.writerow([*headers, *IMPORT_COLUMNS])
+        self._fh.flush()
+        self._rows = rows
+        self._line_numbers = line_numbers
+        self._pending: dict[int, Outcome] = {}
+        self._next = 0
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        self.written = 0
+
+    @property
+    def total(self) -> int:
+        return len(self._line_numbers)
+
+    def add(self, index: int, outcome: Outcome) -> None:
+        with self._lock:
+            if index < self._next or index in self._pending:
+                raise ValueError(f"row index {index} reported twice")  # a bug, never a user error
+            self._pending[index] = outcome
+            self.counts[outcome.status] += 1
+            wrote = False
+            while self._next in self._pending:
+                done = self._pending.pop(self._next)
+                self._csv.writerow([*next(self._rows), *done.cells(self._line_numbers[self._next])])
+                self._next += 1
+                wrote = True
+            if wrote:
+                self._fh.flush()
+            self.written = self._next
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.flush()
+            self._fh.close()
+
+    @property
+    def complete(self) -> bool:
+        return self._next == self.total

@@ -1,0 +1,306 @@
+"""The import run: agents first, then the calls through a bounded pool of workers.
+
+Every row ends with exactly one outcome in the results CSV. The ledger is written before each request and
+after it. Nothing here prints: progress goes through a `Progress` object the CLI supplies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .client import ApiClient, Attempted, RateLimiter
+from .config import Config
+from .ledger import FAILED, UNKNOWN, UPLOADED, Ledger
+from .manifest import CallRow, ValidatedManifest
+from .plan import UNKNOWN_HINT, Plan, call_key, make_plan
+from .policy import Verdict, mentions_campaign
+from .results import Outcome, ResultsWriter, finished_now
+
+log = logging.getLogger("importer.run")
+
+CAMPAIGN_NOT_FOUND_LIMIT = 5
+
+
+class Progress(Protocol):
+    def start(self, phase: str, total: int) -> None: ...
+    def advance(self, phase: str, n: int = 1, nbytes: int = 0) -> None: ...
+    def finish(self, phase: str) -> None: ...
+
+
+class NoProgress:
+    def start(self, phase: str, total: int) -> None:
+        pass
+
+    def advance(self, phase: str, n: int = 1, nbytes: int = 0) -> None:
+        pass
+
+    def finish(self, phase: str) -> None:
+        pass
+
+
+@dataclass
+class RunSummary:
+    results_path: Path
+    counts: dict[str, int]
+    total_rows: int
+    elapsed: float = 0.0
+    upload_seconds: float = 0.0
+    uploaded_bytes: int = 0
+    agents_needed: int = 0
+    agents_invited: int = 0
+    agents_known: int = 0
+    agents_failed: dict[str, str] = field(default_factory=dict)
+    recovered_unknown: int = 0
+    auth_error: str | None = None
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.auth_error:
+            return 3
+        if self.interrupted:
+            return 130
+        done = self.counts.get("uploaded", 0) + self.counts.get("already_uploaded", 0)
+        return 0 if done == self.total_rows else 1
+
+
+class StopSignal:
+    """Set by the CLI on Ctrl-C: nothing new starts, in-flight requests finish."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def request(self) -> None:
+        self.event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+
+class _Campaigns:
+    """Counts consecutive "not found" answers per campaign; past the limit the campaign's rows stop."""
+
+    def __init__(self) -> None:
+        self._streak: dict[str, int] = {}
+        self.stopped: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def record(self, campaign: str, result: Attempted) -> None:
+        with self._lock:
+            if result.http_status == 404 and mentions_campaign(result.message):
+                n = self._streak.get(campaign, 0) + 1
+                self._streak[campaign] = n
+                if n >= CAMPAIGN_NOT_FOUND_LIMIT and campaign not in self.stopped:
+                    self.stopped[campaign] = (
+                        f"campaign {campaign} answered not found on {n} consecutive rows ({result.message}); "
+                        "check campaign_id"
+                    )
+            elif campaign not in self.stopped:
+                self._streak[campaign] = 0
+
+
+class ImportRun:
+    def __init__(self, vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, ledger: Ledger,
+                 writer: ResultsWriter, retry_unknown: bool, stop: StopSignal | None = None,
+                 progress: Progress | None = None) -> None:
+        self.vm = vm
+        self.cfg = cfg
+        self.ledger = ledger
+        self.writer = writer
+        self.retry_unknown = retry_unknown
+        self.stop = stop or StopSignal()
+        self.progress = progress or NoProgress()
+        # The client's stop event wakes retry waits on Ctrl-C and on an auth abort alike.
+        self.client = ApiClient(
+            api_url,
+            api_key,
+            timeout=cfg.upload.timeout_seconds,
+            connect_timeout=cfg.upload.connect_timeout_seconds,
+            max_attempts=cfg.upload.max_attempts,
+            max_retry_after=cfg.upload.max_retry_after_seconds,
+            limiter=RateLimiter(cfg.upload.max_per_second),
+            stop=self.stop.event,
+        )
+        self.auth_error: str | None = None
+        self.campaigns = _Campaigns()
+        self.summary = RunSummary(writer.path, writer.counts, writer.total)
+        self._bytes_lock = threading.Lock()
+
+    # --- the whole run ----------------------------------------------------------------------------
+
+    def execute(self) -> RunSummary:
+        started = time.monotonic()
+        try:
+            self.summary.recovered_unknown = self.ledger.recover()
+            plan = make_plan(self.vm, self.ledger, retry_unknown=self.retry_unknown)
+            failed_agents = self._invite_agents(plan)
+            self._upload(plan, failed_agents)
+        finally:
+            self.client.close()
+            self.summary.elapsed = time.monotonic() - started
+            self.summary.auth_error = self.auth_error
+            self.summary.interrupted = self.stop.requested and not self.auth_error
+        return self.summary
+
+    # --- agents -----------------------------------------------------------------------------------
+
+    def _invite_agents(self, plan: Plan) -> dict[str, str]:
+        known = self.ledger.invited()
+        todo = [(e, n) for e, n in plan.agents.items() if e not in known]
+        self.summary.agents_needed = len(plan.agents)
+        self.summary.agents_known = len(plan.agents) - len(todo)
+        failed: dict[str, str] = {}
+        if not todo:
+            return failed
+        self.progress.start("agents", len(todo))
+        lock = threading.Lock()
+
+        def invite(email: str, name: str) -> None:
+            if self.stop.requested:
+                return
+            result = self.client.invite(email, name, role=self.cfg.agents.role,
+                                        send_invite_email=self.cfg.agents.send_invite_email)
+            with lock:
+                if result.verdict is Verdict.SUCCESS:
+                    self.ledger.mark_invited(email)
+                    self.summary.agents_invited += 1
+                elif result.verdict is Verdict.AUTH:
+                    self._abort(result)
+                elif not result.interrupted:
+                    status = f"HTTP {result.http_status}: " if result.http_status else ""
+                    failed[email] = f"inviting agent {email} failed ({status}{result.message})"
+            self.progress.advance("agents")
+
+        with ThreadPoolExecutor(self.cfg.agents.workers, thread_name_prefix="invite") as pool:
+            for future in [pool.submit(invite, e, n) for e, n in todo]:
+                future.result()
+        self.progress.finish("agents")
+        self.summary.agents_failed = failed
+        return failed
+
+    # --- uploads ----------------------------------------------------------------------------------
+
+    def _upload(self, plan: Plan, failed_agents: dict[str, str]) -> None:
+        workers = self.cfg.upload.workers
+        slots = threading.BoundedSemaphore(workers * 2)  # bounded queue: a million rows are never a million futures
+        calls = iter(plan.to_send)
+        self.progress.start("uploads", len(plan.to_send))
+        upload_started = time.monotonic()
+        with ThreadPoolExecutor(workers, thread_name_prefix="upload") as pool:
+            for index in range(self.writer.total):
+                settled = plan.settled.get(index)
+                if settled is not None:
+                    self._finish(index, settled)
+                    continue
+                call = next(calls)
+                reason = self._reason_not_to_send(call, failed_agents)
+                if reason is None and not self._wait_for_slot(slots):
+                    reason = self._stopped_reason()
+                if reason is not None:
+                    status = "agent_failed" if call.agent_email in failed_agents else "not_attempted"
+                    self._finish(index, Outcome(status, error=reason))
+                    self.progress.advance("uploads")
+                    continue
+                pool.submit(self._send_one, call, slots)
+        self.summary.upload_seconds = time.monotonic() - upload_started
+        self.progress.finish("uploads")
+
+    def _wait_for_slot(self, slots: threading.BoundedSemaphore) -> bool:
+        while not slots.acquire(timeout=0.2):
+            if self.stop.requested:
+                return False
+        if self.stop.requested:
+            slots.release()
+            return False
+        return True
+
+    def _stopped_reason(self) -> str:
+        if self.auth_error:
+            return f"run stopped: the API refused the key ({self.auth_error})"
+        return "run interrupted (Ctrl-C) before this row was sent"
+
+    def _reason_not_to_send(self, call: CallRow, failed_agents: dict[str, str]) -> str | None:
+        if self.stop.requested:
+            return self._stopped_reason()
+        if call.agent_email in failed_agents:
+            return failed_agents[call.agent_email]
+        return self.campaigns.stopped.get(call.campaign_id)
+
+    def _send_one(self, call: CallRow, slots: threading.BoundedSemaphore) -> None:
+        outcome: Outcome | None = None
+        try:
+            reason = self._reason_not_to_send(call, {})
+            if reason is not None:
+                outcome = Outcome("not_attempted", error=reason)
+                return
+            key = call_key(call)
+            self.ledger.mark_sending(key)
+            outcome = Outcome("unknown", error="internal error while sending; " + UNKNOWN_HINT)
+            result = self.client.upload(call)
+            outcome = self._record(call, result)
+        except Exception:  # a bug must not lose the row: it stays `sending` in the ledger, `unknown` here
+            log.exception("row %d: unexpected error", call.row)
+        finally:
+            slots.release()
+            self._finish(call.index, outcome or Outcome("not_attempted", error="internal error before sending"))
+            self.progress.advance("uploads", nbytes=call.file_size if outcome and outcome.status == "uploaded" else 0)
+
+    def _record(self, call: CallRow, result: Attempted) -> Outcome:
+        key = call_key(call)
+        common = {"http_status": result.http_status, "attempts": result.attempts}
+        if result.verdict is Verdict.SUCCESS:
+            self.ledger.mark(key, UPLOADED, call_id=result.call_id, http_status=result.http_status)
+            self.campaigns.record(call.campaign_id, result)
+            with self._bytes_lock:
+                self.summary.uploaded_bytes += call.file_size
+            return Outcome("uploaded", call_id=result.call_id, **common)
+        if result.verdict is Verdict.AMBIGUOUS:
+            self.ledger.mark(key, UNKNOWN, http_status=result.http_status, error=result.message)
+            return Outcome("unknown", error=f"{result.message}; {UNKNOWN_HINT}", **common)
+        self.ledger.mark(key, FAILED, http_status=result.http_status, error=result.message)
+        if result.verdict is Verdict.AUTH:
+            self._abort(result)
+            return Outcome("failed", error=f"the API refused the key: {result.message}", **common)
+        if result.interrupted:
+            return Outcome("not_attempted", error=result.message, **common)
+        self.campaigns.record(call.campaign_id, result)
+        return Outcome("failed", error=result.message, **common)
+
+    def _abort(self, result: Attempted) -> None:
+        if self.auth_error is None:
+            self.auth_error = f"HTTP {result.http_status}: {result.message}"
+            log.error("the API refused the key (%s); stopping the run", self.auth_error)
+        self.stop.request()
+
+    def _finish(self, index: int, outcome: Outcome) -> None:
+        if not outcome.finished_at:
+            outcome = Outcome(outcome.status, outcome.http_status, outcome.error, outcome.attempts,
+                              outcome.call_id, finished_now())
+        self.writer.add(index, outcome)
+
+
+def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, state_dir: Path,
+               results_path: Path, retry_unknown: bool, stop: StopSignal | None = None,
+               progress: Progress | None = None,
+               on_writer: Callable[[ResultsWriter], None] | None = None) -> RunSummary:
+    """The library entry point: open the ledger and the results file, run, close both."""
+    loaded = vm.loaded
+    rows = (list(r) for r in loaded.frame.itertuples(index=False, name=None))
+    with Ledger(state_dir, api_url) as ledger:
+        writer = ResultsWriter(results_path, loaded.headers, loaded.delimiter, rows, list(loaded.line_numbers))
+        if on_writer:
+            on_writer(writer)
+        try:
+            run = ImportRun(vm, cfg, api_url=api_url, api_key=api_key, ledger=ledger, writer=writer,
+                            retry_unknown=retry_unknown, stop=stop, progress=progress)
+            return run.execute()
+        finally:
+            writer.close()

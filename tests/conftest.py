@@ -1,0 +1,60 @@
+"""Shared fixtures: real audio files on disk and a real sandbox API on loopback."""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from importer.sandbox import Sandbox
+
+
+def make_wav(path: Path, seconds: float = 1.0, rate: int = 8000, freq: float = 440.0, seed: int = 0) -> Path:
+    """Write a small mono 16-bit PCM WAV file (a tone; `seed` shifts it so files differ)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = int(seconds * rate)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        f = freq + seed
+        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * f * i / rate))) for i in range(n)))
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def make_mp3(path: Path, frames: int = 40) -> Path:
+    """Write a minimal MPEG-1 Layer III stream (silent frames with a valid header) that audio sniffers accept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # 128 kbit/s, 44.1 kHz, no padding, mono: frame length = 144 * 128000 / 44100 = 417 bytes
+    header = bytes([0xFF, 0xFB, 0x90, 0xC4])
+    frame = header + bytes(417 - 4)
+    path.write_bytes(frame * frames)
+    return path
+
+
+@pytest.fixture
+def wav_factory(tmp_path: Path):
+    """Call with a name (and optional seconds/seed) to get a real WAV file under tmp_path."""
+
+    def factory(name: str = "call.wav", seconds: float = 1.0, seed: int = 0) -> Path:
+        return make_wav(tmp_path / name, seconds=seconds, seed=seed)
+
+    return factory
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """A fresh sandbox API on an ephemeral loopback port, stopped after the test."""
+    from importer.sandbox import Sandbox
+
+    with Sandbox(data_dir=tmp_path / "sandbox-data") as sb:
+        yield sb
