@@ -376,8 +376,13 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     _out(f"sandbox API serving at {sb.url}")
     _out(f"API key: {sb.api_key}   (export ALLOBRAIN_API_KEY={sb.api_key})")
     _out(f"inspect: {sb.url}/_sandbox/agents  {sb.url}/_sandbox/calls   (Ctrl-C to stop)")
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)  # `kill` stops it as cleanly as Ctrl-C
     try:
-        signal.pause() if hasattr(signal, "pause") else input()
+        while True:
+            signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
