@@ -1,0 +1,400 @@
+"""Validating a loaded manifest: every rule of the spec, every problem at once, by spreadsheet row.
+
+Columns are checked as whole vectors (fields.py); files once per distinct path (manifest_files.py); only
+the final assembly of `CallRow`s loops over rows. Rows of a results CSV that were already uploaded are
+carried over untouched: not validated, not counted as invalid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import Config
+from .fields import (
+    as_text,
+    explicit_names,
+    name_from_email,
+    normalize_emails,
+    normalize_phones,
+    parse_timestamps,
+)
+from .manifest_checks import Issues, first_names_by_email, flag_duplicates
+from .manifest_columns import ColumnMap, resolve_columns
+from .manifest_files import FileInfo, check_files, durations, manifest_bases, resolve_cell
+from .manifest_io import LoadedManifest, Problem, field_header
+
+__all__ = [
+    "CallRow",
+    "ColumnMap",
+    "LoadedManifest",
+    "Problem",
+    "ValidatedManifest",
+    "resolve_columns",
+    "validate_manifest",
+]
+
+CARRIED_STATUSES = frozenset({"uploaded", "already_uploaded"})
+LONG_METADATA_CHARS = 1000
+SHORT_AUDIO_SECONDS = 1.0
+MISSING = "missing (required)"
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    """A valid row, ready to send."""
+
+    index: int  # 0-based position in loaded.frame
+    row: int  # spreadsheet row number
+    file_path: Path  # resolved (shared by the rows that use the same file)
+    file_name: str  # base name, as curl sends it
+    file_size: int
+    file_mtime_ns: int
+    agent_email: str  # trimmed, lowercased
+    agent_name: str  # the agent's invite name (the first one given for that email wins)
+    timestamp: int  # Unix seconds
+    campaign_id: str
+    metadata: tuple[tuple[str, str], ...]  # (key, value), empty cells left out
+    prior_status: str | None  # import_status when rerunning a results CSV ("failed", "unknown", ...)
+    duration: float | None  # seconds, when durations were read and readable
+
+
+@dataclass(frozen=True)
+class ValidatedManifest:
+    loaded: LoadedManifest
+    calls: list[CallRow]  # valid rows to send, in manifest order
+    carried: dict[int, tuple[str, str]]  # index -> (prior status, prior call id): uploaded in a previous run
+    invalid: dict[int, str]  # index -> every error of the row, "<column>: <message>" joined with "; "
+    problems: list[Problem]  # errors and warnings, sorted by row
+    agents: dict[str, str]  # email -> invite name, for the agents of `calls`
+    durations_read: bool = False
+
+    @property
+    def n_rows(self) -> int:
+        return self.loaded.n_rows
+
+    @property
+    def n_valid(self) -> int:
+        return len(self.calls)
+
+    @property
+    def n_invalid(self) -> int:
+        return len(self.invalid)
+
+    @property
+    def n_carried(self) -> int:
+        return len(self.carried)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def n_errors(self) -> int:
+        return sum(1 for p in self.problems if p.severity == "error")
+
+    @property
+    def n_warnings(self) -> int:
+        return sum(1 for p in self.problems if p.severity == "warning")
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(c.file_size for c in self.calls)
+
+    @property
+    def total_duration(self) -> float | None:
+        """Seconds of audio among `calls` whose duration is known; None when none is (or none was read)."""
+        known = [c.duration for c in self.calls if c.duration is not None]
+        return float(sum(known)) if known else None
+
+    @property
+    def n_duration_unknown(self) -> int:
+        return sum(1 for c in self.calls if c.duration is None)
+
+
+def validate_manifest(
+    loaded: LoadedManifest,
+    cfg: Config,
+    *,
+    now: dt.datetime | None = None,
+    with_durations: bool = False,
+) -> ValidatedManifest:
+    """Check every row, collect every problem; no network. `now` (default: the current time) bounds "in
+    the future"; `with_durations` also reads each file's duration (for the plan and the short-audio
+    warning)."""
+    frame = loaded.frame
+    n = len(frame)
+    lines = np.asarray(loaded.line_numbers, dtype=np.int64)
+    cols = resolve_columns(loaded, cfg)
+    shown = {label: label.strip() for label in loaded.headers}
+    issues = Issues(lines, {label.strip(): i for i, label in enumerate(loaded.headers)})
+
+    def raw(field: str) -> pd.Series | None:
+        label = cols.fields[field]
+        return None if label is None else frame[label]
+
+    def column_of(field: str) -> str:
+        label = cols.fields[field]
+        return shown[label] if label is not None else field_header(cfg, field)
+
+    # Rerun: rows a previous run uploaded are carried over, not validated.
+    prior = _prior_status(loaded, n)
+    carried_mask = np.isin(prior, list(CARRIED_STATUSES))
+    active = ~carried_mask
+
+    # Required fields. fields.py trims what it is given, so it gets the raw columns.
+    file_v = as_text(frame[cols.fields["file_path"]]).to_numpy(dtype=object)
+    issues.add(active & (file_v == ""), column_of("file_path"), MISSING)
+    email, email_err = normalize_emails(raw("agent_email"))
+    issues.add(active & (email == ""), column_of("agent_email"), MISSING)
+    issues.add(active & (email_err != ""), column_of("agent_email"), email_err)
+    timestamps, ts_err = parse_timestamps(
+        raw("conversation_timestamp"), timezone=cfg.manifest.timezone, dayfirst=cfg.manifest.dayfirst, now=now
+    )
+    ts_missing = (timestamps == 0) & (ts_err == "")  # a parsed time is never 0 (it is after 2000)
+    issues.add(active & ts_missing, column_of("conversation_timestamp"), MISSING)
+    issues.add(active & (ts_err != ""), column_of("conversation_timestamp"), ts_err)
+    campaign = _campaigns(raw("campaign_id"), cfg, n)
+    issues.add(
+        active & (campaign == ""),
+        column_of("campaign_id"),
+        MISSING + ": fill the cell, or set campaign_id in config.yaml (or --campaign-id)",
+    )
+
+    path_code, infos = _check_files(loaded, file_v, active, cfg, issues, column_of("file_path"))
+    meta_values = _check_metadata(frame, cols, cfg, active, issues, shown)
+
+    # Duplicates: same campaign, agent, timestamp and resolved file as an earlier row (carried rows count
+    # as earlier rows: a copy of an uploaded row must not be sent again).
+    keyed = (
+        (campaign != "") & (email_err == "") & (email != "") & (ts_err == "") & ~ts_missing & (file_v != "")
+    )
+    flag_duplicates(
+        issues, keyed, active, campaign, email, timestamps, path_code, lines, column_of("file_path")
+    )
+
+    # Names: the first name given for an email wins; a different one later is a warning.
+    names = explicit_names(raw("agent_name"), raw("agent_first_name"), raw("agent_last_name"), n)
+    name_label = (
+        cols.fields["agent_name"] or cols.fields["agent_first_name"] or cols.fields["agent_last_name"]
+    )
+    name_column = shown[name_label] if name_label is not None else field_header(cfg, "agent_name")
+    good_email = active & (email != "") & (email_err == "")
+    first_names = first_names_by_email(issues, good_email, email, names, lines, name_column)
+
+    durations_by_path: dict[int, float | None] = {}
+    if with_durations:
+        durations_by_path = _read_durations(
+            infos, path_code, active & (file_v != ""), issues, column_of("file_path")
+        )
+
+    bad = issues.error_mask(n)
+    problems, invalid = issues.build(loaded.warnings + cols.warnings)
+    valid_idx = np.flatnonzero(active & ~bad)
+    calls, agents = _assemble(
+        valid_idx,
+        lines,
+        infos,
+        path_code,
+        email,
+        first_names,
+        timestamps,
+        campaign,
+        [key for _, key in cols.metadata],
+        meta_values,
+        prior,
+        durations_by_path,
+    )
+    carried = _carried(loaded, carried_mask, prior)
+    return ValidatedManifest(loaded, calls, carried, invalid, problems, agents, with_durations)
+
+
+def _campaigns(cells: pd.Series | None, cfg: Config, n: int) -> np.ndarray:
+    """Each row's campaign: a non-empty cell wins over the configured default. One object per distinct id."""
+    default = (cfg.campaign_id or "").strip()
+    if cells is None:
+        return np.full(n, default, dtype=object)
+    codes, uniques = pd.factorize(as_text(cells).to_numpy(dtype=object))
+    campaign = np.asarray(uniques, dtype=object)[codes] if n else np.zeros(0, dtype=object)
+    if default:
+        campaign[campaign == ""] = default
+    return campaign
+
+
+def _check_files(
+    loaded: LoadedManifest,
+    file_v: np.ndarray,
+    active: np.ndarray,
+    cfg: Config,
+    issues: Issues,
+    column: str,
+) -> tuple[np.ndarray, list[FileInfo | None]]:
+    """Resolve each distinct cell, check each distinct resolved path once (the cells of carried rows are
+    resolved, for duplicates, but not checked: their files may be gone). Returns each row's path code and
+    the FileInfo of each distinct path (None when unchecked)."""
+    n = len(file_v)
+    bases = manifest_bases(loaded.path, loaded.is_results)
+    cell_codes, cell_uniques = pd.factorize(file_v)
+    resolved = [resolve_cell(str(c), bases) if c else "" for c in cell_uniques]
+    path_of_cell, path_uniques = pd.factorize(np.asarray(resolved, dtype=object))
+    path_code = path_of_cell[cell_codes] if n else np.zeros(0, dtype=np.int64)
+    present = active & (file_v != "")
+    needed = np.zeros(len(path_uniques), dtype=bool)
+    needed[path_code[present]] = True
+    to_check = np.flatnonzero(needed).tolist()
+    infos: list[FileInfo | None] = [None] * len(path_uniques)
+    checked = check_files([path_uniques[k] for k in to_check], cfg.upload.max_file_mb * 1024 * 1024)
+    for k, info in zip(to_check, checked, strict=True):
+        infos[k] = info
+    file_errors = np.array([info.error if info is not None else "" for info in infos], dtype=object)
+    row_errors = file_errors[path_code] if n else np.zeros(0, dtype=object)
+    issues.add(present & (row_errors != ""), column, row_errors)
+    return path_code, infos
+
+
+def _check_metadata(
+    frame: pd.DataFrame,
+    cols: ColumnMap,
+    cfg: Config,
+    active: np.ndarray,
+    issues: Issues,
+    shown: dict[str, str],
+) -> list[np.ndarray]:
+    """Each metadata column's values: trimmed, phone columns in E.164; long values are warnings."""
+    out: list[np.ndarray] = []
+    for label, _key in cols.metadata:
+        if label in cols.phones:
+            values, errors = normalize_phones(frame[label], cfg.metadata.default_region)
+            issues.add(active & (errors != ""), shown[label], errors)
+        else:
+            values = as_text(frame[label]).to_numpy(dtype=object)
+        out.append(values)
+        long = active & (pd.Series(values, dtype=object).str.len().to_numpy() > LONG_METADATA_CHARS)
+        if long.any():
+            texts = np.empty(len(values), dtype=object)
+            texts[long] = [
+                f"value is {len(v):,} characters long (over 1,000); it is sent anyway" for v in values[long]
+            ]
+            issues.add(long, shown[label], texts, "warning")
+    return out
+
+
+def _read_durations(
+    infos: list[FileInfo | None], path_code: np.ndarray, rows: np.ndarray, issues: Issues, column: str
+) -> dict[int, float | None]:
+    """The duration of each distinct good file (path code -> seconds), and the short-audio warnings."""
+    good = [(k, info) for k, info in enumerate(infos) if info is not None and not info.error]
+    found = durations([info for _, info in good])
+    by_path = {k: seconds for (k, _), seconds in zip(good, found, strict=True)}
+    short = {k for k, seconds in by_path.items() if seconds is not None and seconds < SHORT_AUDIO_SECONDS}
+    if short:
+        mask = rows & np.isin(path_code, list(short))
+        texts = np.empty(len(rows), dtype=object)
+        for i in np.flatnonzero(mask):
+            texts[i] = f"audio is only {by_path[int(path_code[i])]:.2f} s long"
+        issues.add(mask, column, texts, "warning")
+    return by_path
+
+
+def _prior_status(loaded: LoadedManifest, n: int) -> np.ndarray:
+    imports = loaded.import_columns
+    if imports is None or "import_status" not in imports.columns:
+        return np.full(n, "", dtype=object)
+    return imports["import_status"].fillna("").astype(str).str.strip().str.lower().to_numpy(dtype=object)
+
+
+def _carried(loaded: LoadedManifest, mask: np.ndarray, prior: np.ndarray) -> dict[int, tuple[str, str]]:
+    if not mask.any():
+        return {}
+    imports = loaded.import_columns
+    assert imports is not None
+    if "import_call_id" in imports.columns:
+        ids = imports["import_call_id"].fillna("").astype(str).str.strip().to_numpy(dtype=object)
+    else:
+        ids = np.full(len(mask), "", dtype=object)
+    out: dict[int, tuple[str, str]] = {}
+    for i in np.flatnonzero(mask).tolist():
+        call_id = ids[i]
+        # The results CSV prefixes risky values with ' against formula injection: undo it.
+        if len(call_id) > 1 and call_id[0] == "'" and call_id[1] in _FORMULA_PREFIXES:
+            call_id = call_id[1:]
+        out[i] = (prior[i], call_id)
+    return out
+
+
+def _assemble(
+    valid_idx: np.ndarray,
+    lines: np.ndarray,
+    infos: list[FileInfo | None],
+    path_code: np.ndarray,
+    email: np.ndarray,
+    first_names: dict[str, str],
+    timestamps: np.ndarray,
+    campaign: np.ndarray,
+    keys: list[str],
+    meta_values: list[np.ndarray],
+    prior: np.ndarray,
+    durations_by_path: dict[int, float | None],
+) -> tuple[list[CallRow], dict[str, str]]:
+    """The one loop over rows: build the CallRows (sharing objects where rows repeat a value)."""
+    agents: dict[str, str] = {}
+    for e in pd.unique(email[valid_idx]).tolist():
+        agents[e] = first_names.get(e) or name_from_email(e)
+    # Each metadata column becomes a list of (key, value) pairs, None for an empty cell. Pairs of
+    # low-cardinality columns are shared between rows (a million rows, five sites: five tuples).
+    pair_columns: list[list[tuple[str, str] | None]] = []
+    any_empty = np.zeros(len(valid_idx), dtype=bool)
+    for key, values in zip(keys, meta_values, strict=True):
+        chosen = values[valid_idx]
+        any_empty |= chosen == ""
+        distinct = pd.unique(chosen) if len(chosen) else []
+        if len(distinct) * 2 < len(chosen):
+            shared: dict[str, tuple[str, str] | None] = {v: (key, v) for v in distinct if v}
+            shared[""] = None
+            pair_columns.append([shared[v] for v in chosen.tolist()])
+        else:
+            pair_columns.append([(key, v) if v else None for v in chosen.tolist()])
+    meta_rows = zip(*pair_columns, strict=True) if pair_columns else iter(tuple, None)
+    calls: list[CallRow] = []
+    for index, row, code, stamp, mail, camp, prev, pairs, gaps in zip(
+        valid_idx.tolist(),
+        lines[valid_idx].tolist(),
+        path_code[valid_idx].tolist(),
+        timestamps[valid_idx].tolist(),
+        email[valid_idx].tolist(),
+        campaign[valid_idx].tolist(),
+        prior[valid_idx].tolist(),
+        meta_rows,
+        any_empty.tolist(),
+        strict=False,
+    ):
+        info = infos[code]
+        assert info is not None
+        metadata = tuple(p for p in pairs if p is not None) if gaps else pairs
+        calls.append(
+            CallRow(
+                index,
+                row,
+                info.path,
+                info.name,
+                info.size,
+                info.mtime_ns,
+                mail,
+                agents[mail],
+                stamp,
+                camp,
+                metadata,
+                prev or None,
+                durations_by_path.get(code),
+            )
+        )
+    return calls, agents

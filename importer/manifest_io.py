@@ -1,0 +1,283 @@
+"""Loading a manifest (CSV or XLSX) into a frame of text cells that keeps each row's spreadsheet number.
+
+Decisions worth knowing:
+- Every cell is text. Nothing is converted to numbers, so leading zeros and long phone numbers survive.
+- Row numbers are the ones Excel shows: the header is row 1 (or lower when blank lines precede it), each
+  record is one row, a blank line is a row that is skipped (later rows keep their number), and a quoted
+  cell spanning several lines is still one row, exactly as Excel displays it. A text editor's line number
+  can therefore be higher than the row number after a multi-line cell.
+- Headers are matched trimmed and ignoring case; two headers equal that way are refused. A column with
+  no header is dropped when empty (Excel's trailing delimiters) and refused when it holds values.
+- `import_*` columns (a results CSV fed back in) are kept apart from the original columns.
+Reading the bytes is manifest_csv.py's and manifest_xlsx.py's job; the rules shared by both live here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from .config import Config
+from .errors import ManifestError
+from .manifest_csv import RawTable, read_csv_table
+from .manifest_xlsx import read_xlsx_table
+
+XLSX_SUFFIXES = frozenset({".xlsx", ".xlsm"})
+_MAX_LISTED = 10  # NUL warnings listed per column
+TORN_LINE = (
+    "the last line stops before this column and has no line end: the file was probably cut off while being "
+    "written; the row is read as far as it goes"
+)
+
+# Fields whose column must exist; campaign_id only when no default campaign is configured.
+REQUIRED_FIELDS = ("file_path", "agent_email", "conversation_timestamp", "campaign_id")
+FIELD_MEANINGS = {
+    "file_path": "the recording",
+    "agent_email": "the agent's email",
+    "conversation_timestamp": "when the call took place",
+    "campaign_id": "the campaign",
+}
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem of one row. `column` is the header as it appears in the manifest (trimmed)."""
+
+    row: int
+    column: str
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        return f"row {self.row}, {self.column}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoadedManifest:
+    path: Path
+    # Original (non-import_) columns in file order, under their original headers verbatim; every cell str.
+    frame: pd.DataFrame
+    headers: tuple[str, ...]  # the frame's headers verbatim (the results CSV repeats them)
+    line_numbers: np.ndarray  # int64: the spreadsheet row number of each frame row
+    import_columns: pd.DataFrame | None  # import_* columns (names trimmed and lowercased), same index
+    delimiter: str  # detected or forced; "," for XLSX
+    encoding: str  # "utf-8", "utf-8-sig", "cp1252", "latin-1", "utf-16", "utf-32", or "xlsx"
+    is_results: bool  # an `import_status` column is present: this is a results CSV fed back in
+    warnings: tuple[Problem, ...]
+    header_row: int = 1  # the header's spreadsheet row (below 1 only when blank lines precede it)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.frame)
+
+    def find_column(self, header: str) -> str | None:
+        """The frame's label for `header`, matched case-insensitively after trimming; None if absent."""
+        return header_lookup(self.headers).get(header_key(header))
+
+
+def header_key(header: str) -> str:
+    """How headers are compared: trimmed, case-insensitive."""
+    return header.strip().casefold()
+
+
+def header_lookup(headers: tuple[str, ...] | list[str]) -> dict[str, str]:
+    return {header_key(h): h for h in headers}
+
+
+def field_header(cfg: Config, field: str) -> str:
+    return str(getattr(cfg.columns, field)).strip()
+
+
+def required_fields(cfg: Config) -> tuple[str, ...]:
+    if cfg.campaign_id:
+        return tuple(f for f in REQUIRED_FIELDS if f != "campaign_id")
+    return REQUIRED_FIELDS
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def load_manifest(path: Path, cfg: Config) -> LoadedManifest:
+    """Read a CSV or XLSX manifest. Raises ManifestError when the file cannot be used as a whole."""
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"manifest not found: {path}")
+    if not path.is_file():
+        raise ManifestError(f"manifest is not a file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in XLSX_SUFFIXES:
+        return _finish(path, read_xlsx_table(path, cfg.manifest.sheet), cfg)
+    if suffix == ".xls":
+        raise ManifestError(
+            f"{path.name}: the old Excel .xls format is not supported; save it as .xlsx or CSV"
+        )
+    if suffix == ".ods":
+        raise ManifestError(
+            f"{path.name}: OpenDocument spreadsheets are not supported; save it as .xlsx or CSV"
+        )
+    table = read_csv_table(path, cfg.manifest.encoding, cfg.manifest.delimiter)
+    return _finish(path, table, cfg)
+
+
+# --- common --------------------------------------------------------------------------------------
+
+
+def _column_name(position: int) -> str:
+    """Excel's column letter for a 0-based position (0 -> A, 26 -> AA)."""
+    letters = ""
+    n = position + 1
+    while n:
+        n, rem = divmod(n - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def _finish(path: Path, table: RawTable, cfg: Config) -> LoadedManifest:
+    """Shared by CSV and XLSX: header checks, blank rows, import_* columns, required columns."""
+    lines, header_row = table.lines, table.header_row
+    warnings: list[Problem] = []
+    if table.torn is not None:
+        # Named after the first column the torn line does not reach.
+        torn_row, cells = table.torn
+        reached = table.headers[cells].strip() if cells < len(table.headers) else ""
+        warnings.append(Problem(torn_row, reached or _column_name(cells), TORN_LINE, "warning"))
+    data = table.data.reset_index(drop=True)
+    data.columns = range(data.shape[1])
+    headers = [h.replace("\x00", "") for h in table.headers]
+    if table.has_nul:
+        data = _strip_nul(data, headers, lines, warnings)
+    # Columns without a header: dropped when empty (Excel's trailing delimiters), refused when not.
+    keep: list[int] = []
+    for j, header in enumerate(headers):
+        if header.strip():
+            keep.append(j)
+            continue
+        filled = np.flatnonzero(_non_blank(data[j])) if len(data) else np.array([], dtype=np.int64)
+        if len(filled):
+            raise ManifestError(
+                f"{path.name}: column {_column_name(j)} has values but no header (first at row "
+                f"{int(lines[filled[0]])}); give it a header (it becomes a metadata key) or delete the column"
+            )
+    data = data[keep]
+    headers = [headers[j] for j in keep]
+    # Duplicate headers (after trimming and ignoring case) would make a column ambiguous.
+    seen: dict[str, int] = {}
+    duplicates: list[str] = []
+    for j, header in enumerate(headers):
+        key = header_key(header)
+        if key in seen:
+            duplicates.append(
+                f"{header.strip()!r} (columns {_column_name(keep[seen[key]])} and {_column_name(keep[j])})"
+            )
+        else:
+            seen[key] = j
+    if duplicates:
+        raise ManifestError(
+            f"{path.name}: duplicate column headers (compared ignoring case and spaces): "
+            + ", ".join(duplicates)
+            + "; rename or delete one of each"
+        )
+    data.columns = headers
+    # Blank rows (every cell empty or spaces) are skipped; the others keep their spreadsheet number.
+    if len(data) and data.shape[1]:
+        filled_rows = ~_blank_rows(data)
+        if not filled_rows.all():
+            data = data[filled_rows].reset_index(drop=True)
+            lines = lines[filled_rows]
+    is_import = [header_key(h).startswith("import_") for h in headers]
+    import_headers = [h for h, imp in zip(headers, is_import, strict=True) if imp]
+    original = [h for h, imp in zip(headers, is_import, strict=True) if not imp]
+    import_columns = None
+    if import_headers:
+        import_columns = data[import_headers].copy()
+        import_columns.columns = [header_key(h) for h in import_headers]
+    frame = data[original] if import_headers else data
+    _check_required(path, original, cfg)
+    if warnings:
+        kept_rows = set(lines.tolist())  # a row that was blank apart from NULs is skipped: so is its warning
+        warnings = [w for w in warnings if w.row in kept_rows or w.row <= header_row]
+    return LoadedManifest(
+        path=path,
+        frame=frame,
+        headers=tuple(original),
+        line_numbers=np.asarray(lines, dtype=np.int64),
+        import_columns=import_columns,
+        delimiter=table.delimiter,
+        encoding=table.encoding,
+        is_results=import_columns is not None and "import_status" in import_columns.columns,
+        warnings=tuple(warnings),
+        header_row=header_row,
+    )
+
+
+def _non_blank(column: pd.Series) -> np.ndarray:
+    """True where a cell holds something other than whitespace."""
+    return np.fromiter(
+        (bool(v) and not v.isspace() for v in column.to_numpy(dtype=object)), bool, len(column)
+    )
+
+
+def _blank_rows(data: pd.DataFrame) -> np.ndarray:
+    """Rows whose every cell is empty or whitespace. Column by column, only for rows not yet proven filled:
+    after the first column almost every row is decided, so this costs about one pass over one column."""
+    undecided = np.ones(len(data), dtype=bool)
+    for label in data.columns:
+        idx = np.flatnonzero(undecided)
+        if not len(idx):
+            break
+        values = data[label].to_numpy(dtype=object)[idx]
+        proven = np.fromiter((bool(v) and not v.isspace() for v in values), bool, len(values))
+        undecided[idx[proven]] = False
+    return undecided
+
+
+def _strip_nul(
+    data: pd.DataFrame, headers: list[str], lines: np.ndarray, warnings: list[Problem]
+) -> pd.DataFrame:
+    """NUL characters are never meaningful in a cell (a damaged file): remove them and say where."""
+    for j in data.columns:
+        column = data[j]
+        has = column.str.contains("\x00", regex=False).to_numpy(dtype=bool)
+        if not has.any():
+            continue
+        data[j] = column.str.replace("\x00", "", regex=False)
+        name = headers[j].strip() if j < len(headers) and headers[j].strip() else _column_name(j)
+        for i in np.flatnonzero(has)[:_MAX_LISTED]:
+            warnings.append(
+                Problem(
+                    int(lines[i]),
+                    name,
+                    "NUL characters removed from this cell (the file may be damaged)",
+                    "warning",
+                )
+            )
+    return data
+
+
+def _check_required(path: Path, headers: list[str], cfg: Config) -> None:
+    present = {header_key(h) for h in headers}
+    missing = [f for f in required_fields(cfg) if header_key(field_header(cfg, f)) not in present]
+    if not missing:
+        return
+    parts = []
+    for f in missing:
+        wanted = field_header(cfg, f)
+        hint = f"columns.{f}" + (" or campaign_id / --campaign-id" if f == "campaign_id" else "")
+        parts.append(f"'{wanted}' ({FIELD_MEANINGS[f]}; set {hint})")
+    found = ", ".join(repr(h.strip()) for h in headers[:50]) or "none"
+    if len(headers) > 50:
+        found += f", ... ({len(headers)} in all)"
+    hint = ""
+    if len(headers) == 1 and any(c in headers[0] for c in "|,;\t"):
+        hint = " The header reads as a single column: set manifest.delimiter if the file uses another one."
+    raise ManifestError(
+        f"{path.name}: missing required column(s): {', '.join(parts)}. Headers found: {found}. "
+        "Rename the column in the file, or map it in config.yaml under columns: (e.g. columns.file_path: "
+        f"<your header>).{hint}"
+    )

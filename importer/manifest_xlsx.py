@@ -1,0 +1,87 @@
+"""XLSX manifests: the first sheet or the one `manifest.sheet` names, every cell as the text a user sees.
+
+Numbers are converted carefully: Excel stores every number as a float, so an integer-valued float
+(33612345678.0, a phone number typed without its "+") becomes "33612345678", never "3.3612E+10"; dates
+become ISO 8601 text. Row numbers are the sheet's own; empty rows are skipped later, numbering kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import ManifestError
+from .manifest_csv import RawTable
+
+
+def read_xlsx_table(path: Path, sheet: str | None) -> RawTable:
+    """Read one sheet (`sheet`, matched exactly then ignoring case; None: the first)."""
+    try:
+        import openpyxl
+
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises zipfile, KeyError, XML errors... for a damaged workbook
+        raise ManifestError(f"cannot read {path.name} as an Excel workbook: {exc}") from None
+    try:
+        names = list(workbook.sheetnames)
+        if not names:
+            raise ManifestError(f"{path.name} has no sheet")
+        wanted = sheet
+        if wanted is None:  # the first sheet in tab order, not the one that was active when saved
+            name = names[0]
+        elif wanted in names:
+            name = wanted
+        else:
+            folded = [n for n in names if n.strip().casefold() == wanted.strip().casefold()]
+            if len(folded) != 1:
+                raise ManifestError(
+                    f"{path.name} has no sheet named {wanted!r} (manifest.sheet); its sheets are: "
+                    + ", ".join(repr(n) for n in names)
+                )
+            name = folded[0]
+        try:
+            rows = [tuple(_xlsx_text(v) for v in row) for row in workbook[name].iter_rows(values_only=True)]
+        except ManifestError:
+            raise
+        except Exception as exc:
+            raise ManifestError(f"cannot read sheet {name!r} of {path.name}: {exc}") from None
+    finally:
+        workbook.close()
+    header_index = next((i for i, row in enumerate(rows) if any(c.strip() for c in row)), None)
+    if header_index is None:
+        raise ManifestError(f"{path.name}: sheet {name!r} is empty: it has no header line (and no rows)")
+    width = max(len(r) for r in rows[header_index:])
+    padded = [r + ("",) * (width - len(r)) for r in rows[header_index:]]
+    headers = list(padded[0])
+    columns = list(zip(*padded[1:], strict=True)) if len(padded) > 1 else [() for _ in range(width)]
+    data = pd.DataFrame({j: pd.Series(list(col), dtype=str) for j, col in enumerate(columns)})
+    header_row = header_index + 1
+    lines = np.arange(header_row + 1, header_row + 1 + len(data), dtype=np.int64)
+    return RawTable(headers, data, lines, header_row, ",", "xlsx")
+
+
+def _xlsx_text(value: object) -> str:
+    """A cell value as the text a user sees (and would have typed)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # Excel stores every number as a float: 33612345678.0 is the phone number 33612345678.
+        if value.is_integer() and abs(value) < 2**53:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    return str(value)
