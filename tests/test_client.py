@@ -122,7 +122,9 @@ def test_ambiguous_outcomes_are_not_resent(sandbox, wav_factory, fault):
 
 def test_reset_while_sending_is_retried_with_a_rebuilt_body(sandbox, wav_factory):
     sandbox.add_agent("john.doe@example.com")
-    wav = wav_factory(seconds=20)  # ~320 kB so the reset lands mid-body
+    # 8 MiB: far more than the loopback socket buffers hold, so the reset lands while we are still sending
+    wav = wav_factory(seconds=1)
+    wav.write_bytes(wav.read_bytes() + bytes(range(256)) * (32 * 1024))
     sandbox.inject("/calls/audio", "reset_mid_body")
     res = client_for(sandbox).upload(Call(wav))
     assert res.verdict is Verdict.SUCCESS and res.attempts == 2
