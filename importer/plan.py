@@ -43,14 +43,12 @@ def make_plan(vm: ValidatedManifest, ledger: Ledger | None, *, retry_unknown: bo
         plan.settled[index] = Outcome("invalid", error=reasons)
     plan.invalid = len(vm.invalid)
     for index, (_status, call_id) in vm.carried.items():
-        plan.settled[index] = Outcome("already_uploaded", call_id=call_id or None,
-                                      error="uploaded by an earlier run (from the results CSV)")
+        plan.settled[index] = Outcome("already_uploaded", call_id=call_id or None)
     plan.already_uploaded = len(vm.carried)
     for call in vm.calls:
         entry = ledger.get(call_key(call)) if ledger is not None else None
         if entry is not None and entry.status == UPLOADED:
-            plan.settled[call.index] = Outcome("already_uploaded", call_id=entry.call_id,
-                                               error="uploaded by an earlier run (from the ledger)")
+            plan.settled[call.index] = Outcome("already_uploaded", call_id=entry.call_id)
             plan.already_uploaded += 1
             continue
         held = (entry is not None and entry.status in (UNKNOWN, SENDING)) or (
