@@ -27,7 +27,7 @@ from requests.adapters import HTTPAdapter
 from requests_toolbelt import MultipartEncoder
 
 from .policy import Verdict, classify_failure, classify_status, error_message, retry_delay
-from .safety import check_base_url, clean_text
+from .safety import check_base_url, clean_text, redact
 
 log = logging.getLogger("importer.client")
 
@@ -166,7 +166,9 @@ class ApiClient:
         if s is None:
             s = requests.Session()
             s.auth = _NoNetrc()
-            s.max_redirects = 0
+            # Redirects are refused by allow_redirects=False on every request. (max_redirects=0 must not be
+            # used for that: requests then raises TooManyRedirects on any 3xx with a Location, which reads as
+            # a lost connection after the body was sent, so the row became `unknown` instead of `failed`.)
             s.headers["User-Agent"] = USER_AGENT
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
             s.mount("https://", adapter)
@@ -215,7 +217,11 @@ class ApiClient:
             problem = _file_changed(call)
             if problem:
                 raise _FileProblem(problem)
-            with open(call.file_path, "rb") as fh:
+            try:
+                fh = open(call.file_path, "rb")  # noqa: SIM115 - closed by the `with` below
+            except OSError as exc:  # unreadable since validation (permissions, a vanished share): nothing sent
+                raise _FileProblem(f"file cannot be read: {clean_text(exc.strerror or exc, 120)}") from None
+            with fh:
                 encoder = MultipartEncoder(
                     [("file", (call.file_name, fh, content_type)), *fields_tail], boundary=boundary
                 )
@@ -271,9 +277,9 @@ class ApiClient:
                 if verdict is Verdict.SUCCESS:
                     last = Attempted(verdict, status, "", attempt, _call_id(body), retry_after_seen=retry_after_seen)
                 else:
-                    message = error_message(status, body)
+                    message = error_message(status, body, secret=self._key)
                     if 300 <= status < 400:
-                        where = clean_text(response.headers.get("Location", "?"), 120)
+                        where = clean_text(redact(response.headers.get("Location", "?"), self._key), 120)
                         message = f"redirect to {where} not followed; check api.base_url"
                     last = Attempted(verdict, status, message, attempt, retry_after_seen=retry_after_seen)
                 log.info("%s: attempt %d -> HTTP %d in %.2fs", label, attempt, status, time.monotonic() - started)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import UsageError
+from .safety import clean_text
 
 try:  # POSIX; on other systems the lock is skipped (documented in the README)
     import fcntl
@@ -96,20 +97,30 @@ class Ledger:
         self._lock_file = None
         if lock:
             self._take_lock()
+        db: sqlite3.Connection | None = None
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a killed process (the OS keeps the written pages); it only risks the
-            # last transactions on a power cut, which would make those rows `unknown`, never duplicates.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute("PRAGMA quick_check").fetchone()
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (the OS keeps the written pages). A power cut or an
+            # OS crash can lose the last transactions: an `uploaded` mark (that row becomes `unknown`) or the
+            # `sending` mark of a row in flight (a rerun could send that one again). FULL would close that gap
+            # at the cost of an fsync per write.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            # quick_check reports damage as rows, not as an error: a damaged b-tree could hide an `uploaded`
+            # row (and send its call again) or fail mid-run, so anything but "ok" refuses the ledger here.
+            (check,) = db.execute("PRAGMA quick_check(1)").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
         except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
             self._release_lock()
             raise UsageError(
-                f"the ledger {self.path} is damaged ({exc}); move it aside to start a new one "
+                f"the ledger {self.path} is damaged ({clean_text(exc, 200)}); move it aside to start a new one "
                 "(rows it knew as uploaded would then be sent again)"
             ) from None
+        self._db = db
         self._mutex = threading.Lock()
 
     # --- the one-run-at-a-time lock ---------------------------------------------------------------

@@ -11,7 +11,7 @@ import json
 import random
 import time
 
-from .safety import clean_text
+from .safety import clean_text, redact
 
 
 class Verdict(enum.Enum):
@@ -103,9 +103,10 @@ def retry_delay(
     return min(asked, max_retry_after) + r.uniform(0, 0.25)
 
 
-def error_message(status: int | None, body: bytes | str | None, limit: int = 300) -> str:
+def error_message(status: int | None, body: bytes | str | None, limit: int = 300, *, secret: str | None = None) -> str:
     """A short, clean message from an error body: FastAPI's `detail` (text or list of {loc,msg}) when present,
-    else the body's text. Never longer than `limit`, never with control characters."""
+    else the body's text. Never longer than `limit`, never with control characters, never with `secret`
+    (a server may echo the key it refused: "invalid key abc..."), removed before truncation can cut it."""
     if body is None:
         return f"HTTP {status}" if status else ""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
@@ -129,7 +130,7 @@ def error_message(status: int | None, body: bytes | str | None, limit: int = 300
                 parts.append(str(item))
         detail = "; ".join(parts)
     message = str(detail) if detail is not None else text
-    message = clean_text(message, limit)
+    message = clean_text(redact(message, secret), limit)
     if not message:
         message = f"HTTP {status}" if status else "no message"
     return message

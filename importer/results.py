@@ -7,6 +7,7 @@ memory stays bounded by the number of rows in flight.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 import threading
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from .errors import UsageError
 from .safety import clean_text, neutralize_cell
 
 IMPORT_COLUMNS = (
@@ -77,11 +79,22 @@ class ResultsWriter:
     def __init__(self, path: Path, headers: tuple[str, ...], delimiter: str, rows: Iterator[list[str]],
                  line_numbers: list[int]) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: TextIO = open(path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
-        self._csv = csv.writer(self._fh, delimiter=delimiter, lineterminator="\r\n")
-        self._csv.writerow([*headers, *IMPORT_COLUMNS])
-        self._fh.flush()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh: TextIO = open(path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
+            self._csv = csv.writer(self._fh, delimiter=delimiter, lineterminator="\r\n")
+            try:
+                self._csv.writerow([*headers, *IMPORT_COLUMNS])
+                self._fh.flush()
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self._fh.close()
+                raise
+        except OSError as exc:  # a folder, no permission, a full disk: before anything is sent
+            raise UsageError(
+                f"cannot write the results file {path}: {exc.strerror or exc}; free some space or choose another "
+                "path with --results"
+            ) from None
         self._rows = rows
         self._line_numbers = line_numbers
         self._pending: dict[int, Outcome] = {}
@@ -89,6 +102,7 @@ class ResultsWriter:
         self._lock = threading.Lock()
         self.counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         self.written = 0
+        self.error: str | None = None  # why the file could not be written to its end (disk full, ...)
 
     @property
     def total(self) -> int:
@@ -98,22 +112,31 @@ class ResultsWriter:
         with self._lock:
             if index < self._next or index in self._pending:
                 raise ValueError(f"row index {index} reported twice")  # a bug, never a user error
-            self._pending[index] = outcome
             self.counts[outcome.status] += 1
+            if self.error is not None:
+                return  # the file is given up on; the ledger still records every outcome
+            self._pending[index] = outcome
             wrote = False
-            while self._next in self._pending:
-                done = self._pending.pop(self._next)
-                self._csv.writerow([*next(self._rows), *done.cells(self._line_numbers[self._next])])
-                self._next += 1
-                wrote = True
-            if wrote:
-                self._fh.flush()
+            try:
+                while self._next in self._pending:
+                    done = self._pending.pop(self._next)
+                    self._csv.writerow([*next(self._rows), *done.cells(self._line_numbers[self._next])])
+                    self._next += 1
+                    wrote = True
+                if wrote:
+                    self._fh.flush()
+            except OSError as exc:  # the caller stops the run: see `error`
+                self.error = exc.strerror or str(exc)
             self.written = self._next
 
     def close(self) -> None:
         with self._lock:
-            self._fh.flush()
-            self._fh.close()
+            try:
+                self._fh.flush()
+            except OSError as exc:
+                self.error = self.error or exc.strerror or str(exc)
+            with contextlib.suppress(OSError):
+                self._fh.close()
 
     @property
     def complete(self) -> bool:

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from .client import ApiClient, Attempted, RateLimiter
 from .config import Config
+from .errors import UsageError
 from .ledger import FAILED, UNKNOWN, UPLOADED, Ledger
 from .manifest import CallRow, ValidatedManifest
 from .plan import UNKNOWN_HINT, Plan, call_key, make_plan
@@ -285,6 +286,10 @@ class ImportRun:
             outcome = Outcome(outcome.status, outcome.http_status, outcome.error, outcome.attempts,
                               outcome.call_id, finished_now())
         self.writer.add(index, outcome)
+        if self.writer.error is not None and not self.stop.requested:
+            # Without its results file the run cannot report what it did: nothing new starts.
+            log.error("cannot write the results file (%s); stopping the run", self.writer.error)
+            self.stop.request()
 
 
 def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, state_dir: Path,
@@ -301,6 +306,13 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
         try:
             run = ImportRun(vm, cfg, api_url=api_url, api_key=api_key, ledger=ledger, writer=writer,
                             retry_unknown=retry_unknown, stop=stop, progress=progress)
-            return run.execute()
+            summary = run.execute()
         finally:
             writer.close()
+    if writer.error is not None:
+        raise UsageError(
+            f"cannot write the results file {results_path}: {writer.error}; the run stopped and the file is "
+            "incomplete. Every call sent is in the ledger: free some space, then run the same manifest again "
+            "(calls already sent become already_uploaded)"
+        )
+    return summary
