@@ -235,6 +235,8 @@ def _run_in_sandbox(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace
 def _run(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace, *, api_url: str, api_key: str,
          state_dir: Path) -> int:
     _setup_logging(args, api_key)
+    if args.summary_json:
+        _check_writable(args.summary_json, "--summary-json")
     results_path = args.results or default_results_path(vm.loaded.path, vm.loaded.is_results)
     _out(f"results: {results_path}")
     stop = StopSignal()
@@ -289,8 +291,11 @@ def _setup_logging(args: argparse.Namespace, api_key: str) -> None:
     if args.verbose:
         handlers.append(logging.StreamHandler(sys.stderr))
     if args.log_file:
-        args.log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+        try:
+            args.log_file.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+        except OSError as exc:
+            raise UsageError(f"cannot write the log file {args.log_file}: {exc.strerror or exc}") from None
     if not handlers:
         handlers.append(logging.NullHandler())
     for h in handlers:
@@ -343,6 +348,16 @@ def _next_steps(s: RunSummary, args: argparse.Namespace) -> list[str]:
     if not lines:
         lines.append("nothing left to do: every row is uploaded.")
     return lines
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Refuse a path we could not write to, before anything is sent rather than after."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _write_summary_json(s: RunSummary, path: Path) -> None:

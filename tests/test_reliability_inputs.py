@@ -140,8 +140,6 @@ def test_fuzzed_manifests_never_end_in_a_traceback(tmp_path, pieces, encoding):
 # --- output paths that cannot be written --------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py: logging.FileHandler and _write_summary_json let OSError escape, "
-                   "so a --log-file or --summary-json that cannot be written ends in 'unexpected error' (70)")
 @pytest.mark.parametrize("flag", ["--log-file", "--summary-json"])
 def test_unwritable_log_or_summary_paths_are_usage_errors(sandbox, tmp_path, monkeypatch, flag):
     monkeypatch.setenv("ALLOBRAIN_API_KEY", sandbox.api_key)
