@@ -150,6 +150,8 @@ def validate_manifest(
     prior = _prior_status(loaded, n)
     carried_mask = np.isin(prior, list(CARRIED_STATUSES))
     active = ~carried_mask
+    for index, column, message in loaded.row_errors:
+        issues.add(np.arange(n) == index, column, message)
 
     # Required fields. fields.py trims what it is given, so it gets the raw columns.
     file_v = as_text(frame[cols.fields["file_path"]]).to_numpy(dtype=object)

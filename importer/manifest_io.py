@@ -71,6 +71,8 @@ class LoadedManifest:
     is_results: bool  # an `import_status` column is present: this is a results CSV fed back in
     warnings: tuple[Problem, ...]
     header_row: int = 1  # the header's spreadsheet row (below 1 only when blank lines precede it)
+    # Errors the loader pins on a row (index into frame, column, message): a results CSV's torn last line.
+    row_errors: tuple[tuple[int, str, str], ...] = ()
 
     @property
     def n_rows(self) -> int:
@@ -197,6 +199,9 @@ def _finish(path: Path, table: RawTable, cfg: Config) -> LoadedManifest:
     if import_headers:
         import_columns = data[import_headers].copy()
         import_columns.columns = [header_key(h) for h in import_headers]
+    row_errors: tuple[tuple[int, str, str], ...] = ()
+    if import_columns is not None and table.torn is not None and len(lines) and lines[-1] == table.torn[0]:
+        import_columns, row_errors = _distrust_torn_row(import_columns, headers, is_import, table.torn[1])
     frame = data[original] if import_headers else data
     _check_required(path, original, cfg)
     if warnings:
@@ -213,7 +218,29 @@ def _finish(path: Path, table: RawTable, cfg: Config) -> LoadedManifest:
         is_results=import_columns is not None and "import_status" in import_columns.columns,
         warnings=tuple(warnings),
         header_row=header_row,
+        row_errors=row_errors,
     )
+
+
+TORN_ORIGINAL = (
+    "this line of the results file was cut off while being written, so its cells cannot be trusted; "
+    "copy the row from the original manifest (or rerun the original manifest: the ledger knows what was sent)"
+)
+
+
+def _distrust_torn_row(
+    imports: pd.DataFrame, headers: list[str], is_import: list[bool], cells: int
+) -> tuple[pd.DataFrame, tuple[tuple[int, str, str], ...]]:
+    """A results CSV we wrote always ends its lines, so a torn last line is a crash artefact. Its import_*
+    cells are dropped (the ledger, not a half-written status or call id, decides what was sent); when the
+    cut fell inside an original cell, the row is an error rather than a new call built from a half value."""
+    imports = imports.copy()
+    imports.iloc[-1, :] = ""
+    cut_original = any(not is_import[j] for j in range(min(cells, len(headers)) - 1, len(headers)))
+    if not cut_original:
+        return imports, ()
+    column = headers[cells - 1].strip() if 0 < cells <= len(headers) else headers[0].strip()
+    return imports, ((len(imports) - 1, column, TORN_ORIGINAL),)
 
 
 def _non_blank(column: pd.Series) -> np.ndarray:

@@ -117,8 +117,6 @@ def test_torn_last_line_of_a_results_csv_is_detected_and_repaired(uploaded_resul
     assert sum(server_fingerprints(sb.calls()).values()) == 4
 
 
-@pytest.mark.xfail(strict=True, reason="manifest_io reads a torn last line 'as far as it goes' and trusts its "
-                   "cut import_call_id: the repaired results keep a truncated call id")
 def test_torn_line_cut_inside_the_call_id_is_repaired_from_the_ledger(uploaded_results, tmp_path):
     sb, cfg, rows, first = uploaded_results
     call_id = read_results(first)[-1]["import_call_id"]
@@ -128,8 +126,6 @@ def test_torn_line_cut_inside_the_call_id_is_repaired_from_the_ledger(uploaded_r
     assert lines[-1]["import_call_id"] == call_id, r.err
 
 
-@pytest.mark.xfail(strict=True, reason="manifest_io reads a torn last line 'as far as it goes': a campaign_id "
-                   "cut in half is a new key for the ledger, so the recording is sent a second time")
 def test_torn_line_cut_inside_an_original_cell_is_never_sent_again(uploaded_results, tmp_path):
     sb, cfg, rows, first = uploaded_results
     _tear_last_line(first, tmp_path / "torn.csv", CAMPAIGN[:8])
