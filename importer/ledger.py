@@ -101,10 +101,10 @@ class Ledger:
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a killed process (the OS keeps the written pages). A power cut or an
-            # OS crash can lose the last transactions: an `uploaded` mark (that row becomes `unknown`) or the
-            # `sending` mark of a row in flight (a rerun could send that one again). FULL would close that gap
-            # at the cost of an fsync per write.
+            # NORMAL in WAL mode survives a killed process (the OS keeps the written pages); a power cut or an
+            # OS crash can lose the last transactions. Losing an `uploaded` mark only makes that row `unknown`
+            # (safe), but losing a `sending` mark could let a rerun send that call again, so mark_sending()
+            # alone commits with FULL (an fsync of the WAL, which also covers every earlier transaction).
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
             # quick_check reports damage as rows, not as an error: a damaged b-tree could hide an `uploaded`
@@ -193,14 +193,18 @@ class Ledger:
         return Entry(*row) if row else None
 
     def mark_sending(self, key: CallKey) -> None:
-        self._put(key, SENDING, None, None, None)
+        """Durable before it returns: the request may leave only once this mark is on disk."""
+        self._put(key, SENDING, None, None, None, durable=True)
 
     def mark(self, key: CallKey, status: str, *, call_id: str | None = None, http_status: int | None = None,
              error: str | None = None) -> None:
         self._put(key, status, call_id, http_status, error)
 
-    def _put(self, key: CallKey, status: str, call_id: str | None, http_status: int | None, error: str | None) -> None:
+    def _put(self, key: CallKey, status: str, call_id: str | None, http_status: int | None, error: str | None,
+             *, durable: bool = False) -> None:
         with self._mutex:
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
                 "INSERT INTO calls (api, campaign_id, agent_email, ts, file_name, file_size, status, call_id,"
                 " http_status, error, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
@@ -208,6 +212,8 @@ class Ledger:
                 " http_status=excluded.http_status, error=excluded.error, updated_at=excluded.updated_at",
                 (self.api, *_key_tuple(key), status, call_id, http_status, error, _now()),
             )
+            if durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
 
     def counts(self) -> dict[str, int]:
         with self._mutex:
