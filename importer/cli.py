@@ -27,7 +27,8 @@ from .manifest import ValidatedManifest, validate_manifest
 from .manifest_io import load_manifest
 from .plan import make_plan
 from .progress import TqdmProgress
-from .results import STATUSES, default_results_path
+from .report import plan_lines, summary_dict, summary_lines, validation_summary
+from .results import default_results_path
 from .runner import RunSummary, StopSignal, run_import
 from .safety import check_base_url, redact
 from .sandbox import SANDBOX_API_KEY, Sandbox
@@ -137,20 +138,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     vm = _load(args, cfg)
     for problem in vm.problems:
         _out(("warning: " if problem.severity == "warning" else "") + str(problem))
-    _out(_validation_summary(vm))
+    _out(validation_summary(vm))
     return 1 if vm.invalid else 0
-
-
-def _validation_summary(vm: ValidatedManifest) -> str:
-    n_warn = sum(1 for p in vm.problems if p.severity == "warning")
-    size = sum(c.file_size for c in vm.calls)
-    parts = [
-        f"{vm.n_rows} rows: {len(vm.calls)} valid, {len(vm.invalid)} invalid",
-    ]
-    if vm.carried:
-        parts.append(f"{len(vm.carried)} already uploaded")
-    parts += [f"{n_warn} warnings", f"{len(vm.agents)} agents", f"{_mb(size)} of audio"]
-    return ", ".join(parts)
 
 
 # --- run ----------------------------------------------------------------------------------------------
@@ -163,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     api_url = None if args.sandbox else check_base_url(cfg.api.base_url, "--api-url" if args.api_url else "api.base_url")
     vm = _load(args, cfg, with_durations=args.dry_run)
     _print_problems(vm)
-    _out(_validation_summary(vm))
+    _out(validation_summary(vm))
     if args.dry_run:
         return _dry_run(vm, cfg, api_url, args)
     if args.sandbox:
@@ -205,21 +194,8 @@ def _dry_run(vm: ValidatedManifest, cfg: Config, api_url: str | None, args: argp
         if ledger:
             ledger.close()
     to_invite = [e for e in plan.agents if e not in invited]
-    seconds = plan.seconds_to_send
-    _out("Plan (dry run: nothing is sent)")
-    _out(f"  API:                {api_url or 'built-in sandbox'}")
-    _out(f"  agents to invite:   {len(to_invite)} (already invited: {len(plan.agents) - len(to_invite)})")
-    for email in to_invite[:20]:
-        _out(f"    {email} ({plan.agents[email]})")
-    if len(to_invite) > 20:
-        _out(f"    ... and {len(to_invite) - 20} more")
-    _out(f"  calls to send:      {len(plan.to_send)}")
-    _out(f"  already uploaded:   {plan.already_uploaded}")
-    if plan.held_unknown:
-        _out(f"  unknown, held back: {plan.held_unknown} (add --retry-unknown to resend)")
-    _out(f"  invalid rows:       {plan.invalid}")
-    _out(f"  bytes to send:      {_mb(plan.bytes_to_send)}")
-    _out(f"  audio duration:     {_duration(seconds) if seconds is not None else 'unknown'}")
+    for line in plan_lines(plan, to_invite, api_url):
+        _out(line)
     return 1 if vm.invalid else 0
 
 
@@ -305,49 +281,10 @@ def _setup_logging(args: argparse.Namespace, api_key: str) -> None:
 
 
 def _print_summary(s: RunSummary, args: argparse.Namespace) -> None:
-    _out("")
-    if s.auth_error:
-        _out(f"STOPPED: the API refused the key ({s.auth_error}). Check the key, then rerun.")
-    elif s.interrupted:
-        _out("INTERRUPTED: rows not sent are marked not_attempted.")
-    _out(f"{s.total_rows} rows in {_duration(s.elapsed)}:")
-    for status in STATUSES:
-        if s.counts.get(status):
-            _out(f"  {status:<17} {s.counts[status]}")
-    if s.agents_needed:
-        _out(f"agents: {s.agents_invited} invited, {s.agents_known} already known, {len(s.agents_failed)} failed")
-    for message in list(s.agents_failed.values())[:10]:
-        _out(f"  {message}")
-    uploaded = s.counts.get("uploaded", 0)
-    if uploaded and s.upload_seconds > 0:
-        _out(f"throughput: {uploaded / s.upload_seconds:.1f} calls/s, "
-             f"{s.uploaded_bytes / s.upload_seconds / 1e6:.2f} MB/s")
-    if s.recovered_unknown:
-        _out(f"note: {s.recovered_unknown} calls were cut off by an earlier run that stopped abruptly: "
-             "they are unknown (the server may have them)")
-    _out(f"results: {s.results_path}")
-    for line in _next_steps(s, args):
+    extra = f" --config {shlex.quote(str(args.config))}" if args.config else ""
+    extra += " --sandbox" if args.sandbox else ""
+    for line in summary_lines(s, f"allobrain-import run {shlex.quote(str(s.results_path))}{extra}"):
         _out(line)
-
-
-def _next_steps(s: RunSummary, args: argparse.Namespace) -> list[str]:
-    extra = ""
-    if args.config:
-        extra += f" --config {shlex.quote(str(args.config))}"
-    if args.sandbox:
-        extra += " --sandbox"
-    rerun = f"allobrain-import run {shlex.quote(str(s.results_path))}{extra}"
-    c = s.counts
-    redo = sum(c.get(k, 0) for k in ("invalid", "failed", "agent_failed", "not_attempted"))
-    lines = []
-    if redo:
-        lines.append(f"next: fix what import_error says in the results file, then rerun what is left: {rerun}")
-    if c.get("unknown"):
-        lines.append(f"{c['unknown']} rows are unknown (the server may have them). Check them in AlloBrain QM, "
-                     f"then resend them with: {rerun} --retry-unknown")
-    if not lines:
-        lines.append("nothing left to do: every row is uploaded.")
-    return lines
 
 
 def _check_writable(path: Path, flag: str) -> None:
@@ -361,22 +298,10 @@ def _check_writable(path: Path, flag: str) -> None:
 
 
 def _write_summary_json(s: RunSummary, path: Path) -> None:
-    data = {
-        "results": str(s.results_path),
-        "rows": s.total_rows,
-        "counts": s.counts,
-        "exit_code": s.exit_code,
-        "elapsed_seconds": round(s.elapsed, 3),
-        "upload_seconds": round(s.upload_seconds, 3),
-        "uploaded_bytes": s.uploaded_bytes,
-        "agents": {"needed": s.agents_needed, "invited": s.agents_invited, "already_known": s.agents_known,
-                   "failed": len(s.agents_failed)},
-        "recovered_unknown": s.recovered_unknown,
-        "auth_error": s.auth_error,
-        "interrupted": s.interrupted,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    try:
+        path.write_text(json.dumps(summary_dict(s), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--summary-json: cannot write {path}: {exc.strerror or exc}") from None
 
 
 # --- sandbox ------------------------------------------------------------------------------------------
@@ -404,24 +329,6 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         sb.stop()
     _out("sandbox stopped")
     return 0
-
-
-# --- formatting ---------------------------------------------------------------------------------------
-
-
-def _mb(n: int) -> str:
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} GB"
-    return f"{n / 1e6:.1f} MB"
-
-
-def _duration(seconds: float) -> str:
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 if __name__ == "__main__":  # pragma: no cover
