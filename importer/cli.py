@@ -16,10 +16,11 @@ import signal
 import sys
 import tempfile
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from . import __version__
+from . import __version__, runinfo
 from .config import Config, load_config
 from .errors import ImportToolError, UsageError
 from .ledger import Ledger, default_state_dir
@@ -30,7 +31,7 @@ from .progress import TqdmProgress
 from .report import plan_lines, summary_dict, summary_lines, validation_summary
 from .results import default_results_path
 from .runner import RunSummary, StopSignal, run_import
-from .safety import check_base_url, redact
+from .safety import canonical_api, check_base_url, redact
 from .sandbox import SANDBOX_API_KEY, Sandbox
 
 MAX_PROBLEMS_SHOWN_BY_RUN = 30
@@ -115,9 +116,23 @@ def _err(line: str) -> None:
 # --- validate -----------------------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace, cfg: Config, *, with_durations: bool = False) -> ValidatedManifest:
+def _load(args: argparse.Namespace, cfg: Config, *, api: str | None = None,
+          check_trust: bool = False) -> ValidatedManifest:
+    """Load and validate. A results CSV fed back in is checked against its run-info: refused when its run
+    never finished writing it; its `uploaded` rows are not trusted when they went to another API."""
     loaded = load_manifest(args.manifest, cfg)
-    return validate_manifest(loaded, cfg, with_durations=with_durations)
+    if loaded.is_results:
+        info = runinfo.read(loaded.path)
+        runinfo.check_complete(loaded.path, info)
+        if info is not None:
+            loaded = replace(loaded, base_dir=info.base_dir)
+        if check_trust and not runinfo.trusted_for(info, api):
+            assert info is not None
+            where = "the built-in sandbox" if info.sandbox else info.api
+            _err(f"note: {loaded.path.name} was written by a run against {where}: its uploaded rows are not "
+                 "counted as uploaded here (the ledger decides what this API already has)")
+            loaded = replace(loaded, import_columns=None)
+    return validate_manifest(loaded, cfg, with_durations=True)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -150,7 +165,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--sandbox and --api-url cannot be used together")
     cfg = _config(args)
     api_url = None if args.sandbox else check_base_url(cfg.api.base_url, "--api-url" if args.api_url else "api.base_url")
-    vm = _load(args, cfg, with_durations=args.dry_run)
+    if args.results and args.results.resolve() == args.manifest.resolve():
+        raise UsageError("--results must not be the manifest itself (it would be overwritten); choose another path")
+    vm = _load(args, cfg, api=api_url, check_trust=True)
     _print_problems(vm)
     _out(validation_summary(vm))
     if args.dry_run:
@@ -186,7 +203,7 @@ def _dry_run(vm: ValidatedManifest, cfg: Config, api_url: str | None, args: argp
     state_dir = Path(cfg.state_dir).expanduser() if cfg.state_dir else default_state_dir()
     ledger = None
     if api_url and (state_dir / Ledger.FILE_NAME).exists():
-        ledger = Ledger(state_dir, api_url, lock=False)
+        ledger = Ledger(state_dir, canonical_api(api_url), lock=False)
     try:
         plan = make_plan(vm, ledger, retry_unknown=cfg.upload.retry_unknown)
         invited = ledger.invited() if ledger else set()
@@ -213,14 +230,14 @@ def _run(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace, *, api_ur
     _setup_logging(args, api_key)
     if args.summary_json:
         _check_writable(args.summary_json, "--summary-json")
-    results_path = args.results or default_results_path(vm.loaded.path, vm.loaded.is_results)
-    _out(f"results: {results_path}")
+    results_path = (args.results or default_results_path(vm.loaded.path, vm.loaded.is_results)).absolute()
     stop = StopSignal()
     restore = _install_sigint(stop)
     progress = TqdmProgress(disable=args.quiet)
     try:
         summary = run_import(vm, cfg, api_url=api_url, api_key=api_key, state_dir=state_dir,
                              results_path=results_path, retry_unknown=cfg.upload.retry_unknown, stop=stop,
+                             on_writer=lambda w: _out(f"results: {w.path}"), sandbox=args.sandbox,
                              progress=progress)
     finally:
         progress.close()
@@ -281,7 +298,12 @@ def _setup_logging(args: argparse.Namespace, api_key: str) -> None:
 
 
 def _print_summary(s: RunSummary, args: argparse.Namespace) -> None:
-    extra = f" --config {shlex.quote(str(args.config))}" if args.config else ""
+    # The rerun must reach the same API with the same settings: repeat every flag that changed them.
+    extra = "".join(
+        f" {flag} {shlex.quote(str(value))}"
+        for flag, value in (("--config", args.config), ("--api-url", args.api_url), ("--campaign-id", args.campaign_id))
+        if value
+    )
     extra += " --sandbox" if args.sandbox else ""
     for line in summary_lines(s, f"allobrain-import run {shlex.quote(str(s.results_path))}{extra}"):
         _out(line)

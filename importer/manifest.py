@@ -245,6 +245,8 @@ def _check_files(
     the FileInfo of each distinct path (None when unchecked)."""
     n = len(file_v)
     bases = manifest_bases(loaded.path, loaded.is_results)
+    if loaded.base_dir:
+        bases = (loaded.base_dir, *(b for b in bases if b != loaded.base_dir))
     cell_codes, cell_uniques = pd.factorize(file_v)
     resolved = [resolve_cell(str(c), bases) if c else "" for c in cell_uniques]
     path_of_cell, path_uniques = pd.factorize(np.asarray(resolved, dtype=object))

@@ -73,6 +73,8 @@ class LoadedManifest:
     header_row: int = 1  # the header's spreadsheet row (below 1 only when blank lines precede it)
     # Errors the loader pins on a row (index into frame, column, message): a results CSV's torn last line.
     row_errors: tuple[tuple[int, str, str], ...] = ()
+    # For a results CSV whose run recorded it (runinfo): the folder its relative file paths resolve against.
+    base_dir: str | None = None
 
     @property
     def n_rows(self) -> int:

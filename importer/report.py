@@ -75,10 +75,12 @@ def summary_lines(s: RunSummary, rerun: str) -> list[str]:
 
 def next_steps(s: RunSummary, rerun: str) -> list[str]:
     c = s.counts
-    redo = sum(c.get(k, 0) for k in ("invalid", "failed", "agent_failed", "not_attempted"))
+    to_fix = sum(c.get(k, 0) for k in ("invalid", "failed", "agent_failed"))
     lines = []
-    if redo:
+    if to_fix:
         lines.append(f"next: fix what import_error says in the results file, then rerun what is left: {rerun}")
+    elif c.get("not_attempted"):
+        lines.append(f"next: rerun what is left: {rerun}")
     if c.get("unknown"):
         lines.append(f"{c['unknown']} rows are unknown (the server may have them). Check them in AlloBrain QM, "
                      f"then resend them with: {rerun} --retry-unknown")
@@ -90,7 +92,7 @@ def next_steps(s: RunSummary, rerun: str) -> list[str]:
 def summary_dict(s: RunSummary) -> dict[str, Any]:
     """--summary-json: stable keys for scripts and schedulers."""
     return {
-        "results": str(s.results_path),
+        "results": str(s.results_path.absolute()),
         "rows": s.total_rows,
         "counts": s.counts,
         "exit_code": s.exit_code,

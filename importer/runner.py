@@ -11,18 +11,22 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from . import runinfo
 from .client import ApiClient, Attempted, RateLimiter
 from .config import Config
 from .errors import UsageError
 from .ledger import FAILED, UNKNOWN, UPLOADED, Ledger
 from .manifest import CallRow, ValidatedManifest
+from .manifest_files import manifest_bases
 from .plan import UNKNOWN_HINT, Plan, call_key, make_plan
 from .policy import Verdict, mentions_campaign
 from .results import Outcome, ResultsWriter, finished_now
+from .runinfo import RunInfo
+from .safety import canonical_api
 
 log = logging.getLogger("importer.run")
 
@@ -295,12 +299,22 @@ class ImportRun:
 def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, state_dir: Path,
                results_path: Path, retry_unknown: bool, stop: StopSignal | None = None,
                progress: Progress | None = None,
-               on_writer: Callable[[ResultsWriter], None] | None = None) -> RunSummary:
-    """The library entry point: open the ledger and the results file, run, close both."""
+               on_writer: Callable[[ResultsWriter], None] | None = None,
+               sandbox: bool = False) -> RunSummary:
+    """The library entry point: open the ledger and the results file, run, close both.
+
+    Beside the results file, a run-info file records the API, the folder relative paths resolve against,
+    and whether every row was written (see runinfo.py); it says `complete` only once the run has ended.
+    """
     loaded = vm.loaded
     rows = (list(r) for r in loaded.frame.itertuples(index=False, name=None))
-    with Ledger(state_dir, api_url) as ledger:
+    api = canonical_api(api_url)
+    info = RunInfo(api=api, manifest=str(loaded.path.resolve()),
+                   base_dir=loaded.base_dir or manifest_bases(loaded.path, loaded.is_results)[0],
+                   rows=loaded.n_rows, complete=False, sandbox=sandbox)
+    with Ledger(state_dir, api) as ledger:
         writer = ResultsWriter(results_path, loaded.headers, loaded.delimiter, rows, list(loaded.line_numbers))
+        runinfo.write(results_path, info)
         if on_writer:
             on_writer(writer)
         try:
@@ -309,6 +323,8 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
             summary = run.execute()
         finally:
             writer.close()
+            if writer.complete and writer.error is None:
+                runinfo.write(results_path, replace(info, complete=True))
     if writer.error is not None:
         raise UsageError(
             f"cannot write the results file {results_path}: {writer.error}; the run stopped and the file is "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import UsageError
 
@@ -72,3 +72,20 @@ def redact(text: str, secret: str | None) -> str:
     if secret and len(secret) >= 4 and secret in text:
         return text.replace(secret, "[redacted]")
     return text
+
+
+def canonical_api(url: str) -> str:
+    """One spelling per API, for the ledger's key: scheme and host lowercased, default port dropped, no
+    trailing slash, and `localhost` as 127.0.0.1 (so `HTTP://LocalHost:8000/` and `http://127.0.0.1:8000`
+    cannot be mistaken for two APIs and have the same call sent to each)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is not None and (scheme, port) not in (("https", 443), ("http", 80)):
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, parts.path.rstrip("/"), "", ""))

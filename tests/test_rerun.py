@@ -1,0 +1,100 @@
+"""Reruns from a results CSV: what its run-info file (`<results>.run.json`) protects against."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from runkit import CAMPAIGN, read_results, run_cli, write_config, write_manifest
+from test_run import _child_env, results_of, statuses
+
+from importer.sandbox import Sandbox
+
+
+def test_a_results_file_cut_short_by_a_hard_stop_is_refused_not_taken_as_done(tmp_path):
+    with Sandbox(latency_ms=200, data_dir=tmp_path / "d") as sb:
+        manifest = write_manifest(tmp_path, n=30, agents=1)
+        results = tmp_path / "cut.csv"
+        cmd = [sys.executable, "-m", "importer", "run", str(manifest), "--config", str(write_config(tmp_path)),
+               "--api-url", sb.url, "--quiet", "--workers", "2", "--results", str(results)]
+        child = subprocess.Popen(cmd, env=_child_env(tmp_path, sb.api_key), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while len(sb.calls()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert len(read_results(results)) < 30
+        info = json.loads((tmp_path / "cut.csv.run.json").read_text())
+        assert info["complete"] is False and info["rows"] == 30
+
+        r = run_cli("run", results, "--config", write_config(tmp_path), "--api-url", sb.url, "--quiet")
+        assert r.code == 2
+        assert "cut.csv is incomplete" in r.err and str(manifest.resolve()) in r.err
+
+
+def test_rows_uploaded_to_the_sandbox_are_not_taken_as_uploaded_to_another_api(tmp_path, monkeypatch):
+    results = tmp_path / "sandbox-run.csv"
+    manifest = write_manifest(tmp_path, n=3, agents=1)
+    cfg = write_config(tmp_path)
+    first = run_cli("run", manifest, "--config", cfg, "--sandbox", "--quiet", "--results", results)
+    assert first.code == 0 and statuses(results) == ["uploaded"] * 3
+    with Sandbox(data_dir=tmp_path / "d") as other:
+        monkeypatch.setenv("ALLOBRAIN_API_KEY", other.api_key)
+        r = run_cli("run", results, "--config", cfg, "--api-url", other.url, "--quiet")
+        assert r.code == 0, r.out + r.err
+        assert "written by a run against the built-in sandbox" in r.err
+        assert statuses(results_of(r.out)) == ["uploaded"] * 3
+        assert len(other.calls()) == 3
+
+
+def test_the_same_api_spelled_differently_is_one_api(sandbox, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLOBRAIN_API_KEY", sandbox.api_key)
+    manifest = write_manifest(tmp_path, n=3, agents=1)
+    cfg = write_config(tmp_path)
+    assert run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet").code == 0
+    other_spelling = sandbox.url.replace("127.0.0.1", "LOCALHOST") + "/"
+    r = run_cli("run", manifest, "--config", cfg, "--api-url", other_spelling, "--quiet")
+    assert r.code == 0 and statuses(results_of(r.out)) == ["already_uploaded"] * 3
+    assert len(sandbox.calls()) == 3
+
+
+def test_a_results_file_kept_elsewhere_still_finds_its_recordings(sandbox, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLOBRAIN_API_KEY", sandbox.api_key)
+    work = tmp_path / "work"
+    bad = [{"file_path": "audio/late.wav", "agent_email": "agent0@example.com", "agent_name": "Agent 0",
+            "conversation_timestamp": "1750009999", "campaign_id": CAMPAIGN, "site": "Nice"}]
+    manifest = write_manifest(work, n=2, agents=1, extra_rows=bad)
+    cfg = write_config(tmp_path)
+    elsewhere = tmp_path / "elsewhere" / "r.csv"
+    r = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", elsewhere)
+    assert r.code == 1 and statuses(elsewhere) == ["uploaded", "uploaded", "invalid"]
+    shutil.copy(work / "audio" / "call0000.wav", work / "audio" / "late.wav")  # the user fixes the missing file
+    again = run_cli("run", elsewhere, "--config", cfg, "--api-url", sandbox.url, "--quiet")
+    assert again.code == 0, again.out + again.err
+    assert statuses(results_of(again.out)) == ["already_uploaded", "already_uploaded", "uploaded"]
+
+
+def test_results_may_not_overwrite_the_manifest(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLOBRAIN_API_KEY", "k")
+    manifest = write_manifest(tmp_path, n=1)
+    before = manifest.read_bytes()
+    r = run_cli("run", manifest, "--config", write_config(tmp_path), "--results", manifest, "--dry-run")
+    assert r.code == 2 and "must not be the manifest" in r.err
+    assert manifest.read_bytes() == before
+
+
+def test_the_suggested_rerun_repeats_the_flags_that_chose_the_api_and_campaign(sandbox, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLOBRAIN_API_KEY", sandbox.api_key)
+    bad = [{"file_path": "audio/none.wav", "agent_email": "agent0@example.com", "agent_name": "A",
+            "conversation_timestamp": "1750009999", "campaign_id": "", "site": "Nice"}]
+    manifest = write_manifest(tmp_path, n=1, agents=1, extra_rows=bad)
+    r = run_cli("run", manifest, "--config", write_config(tmp_path), "--api-url", sandbox.url, "--quiet",
+                "--campaign-id", CAMPAIGN)
+    assert r.code == 1
+    line = next(x for x in r.out.splitlines() if x.startswith("next:"))
+    assert f"--api-url {sandbox.url}" in line and f"--campaign-id {CAMPAIGN}" in line
