@@ -54,6 +54,8 @@ def summary_lines(s: RunSummary, rerun: str) -> list[str]:
     lines = [""]
     if s.auth_error:
         lines.append(f"STOPPED: the API refused the key ({s.auth_error}). Check the key, then rerun.")
+    elif s.halted:
+        lines.append(f"STOPPED: {s.halted}.")
     elif s.interrupted:
         lines.append("INTERRUPTED: rows not sent are marked not_attempted.")
     lines.append(f"{s.total_rows} rows in {fmt_duration(s.elapsed)}:")
@@ -103,6 +105,7 @@ def summary_dict(s: RunSummary) -> dict[str, Any]:
                    "failed": len(s.agents_failed)},
         "recovered_unknown": s.recovered_unknown,
         "auth_error": s.auth_error,
+        "halted": s.halted,
         "interrupted": s.interrupted,
     }
 

@@ -19,6 +19,7 @@ from . import runinfo
 from .client import ApiClient, Attempted, RateLimiter
 from .config import Config
 from .errors import UsageError
+from .guards import CampaignGuard, ReachabilityGuard
 from .ledger import FAILED, UNKNOWN, UPLOADED, Ledger
 from .manifest import CallRow, ValidatedManifest
 from .manifest_files import manifest_bases
@@ -29,9 +30,6 @@ from .runinfo import RunInfo
 from .safety import canonical_api
 
 log = logging.getLogger("importer.run")
-
-CAMPAIGN_NOT_FOUND_LIMIT = 5
-
 
 class Progress(Protocol):
     def start(self, phase: str, total: int) -> None: ...
@@ -64,6 +62,7 @@ class RunSummary:
     agents_failed: dict[str, str] = field(default_factory=dict)
     recovered_unknown: int = 0
     auth_error: str | None = None
+    halted: str | None = None  # the run stopped itself (the API unreachable)
     interrupted: bool = False
 
     @property
@@ -90,28 +89,6 @@ class StopSignal:
         return self.event.is_set()
 
 
-class _Campaigns:
-    """Counts consecutive "not found" answers per campaign; past the limit the campaign's rows stop."""
-
-    def __init__(self) -> None:
-        self._streak: dict[str, int] = {}
-        self.stopped: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def record(self, campaign: str, result: Attempted) -> None:
-        with self._lock:
-            if result.http_status == 404 and mentions_campaign(result.message):
-                n = self._streak.get(campaign, 0) + 1
-                self._streak[campaign] = n
-                if n >= CAMPAIGN_NOT_FOUND_LIMIT and campaign not in self.stopped:
-                    self.stopped[campaign] = (
-                        f"campaign {campaign} answered not found on {n} consecutive rows ({result.message}); "
-                        "check campaign_id"
-                    )
-            elif campaign not in self.stopped:
-                self._streak[campaign] = 0
-
-
 class ImportRun:
     def __init__(self, vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, ledger: Ledger,
                  writer: ResultsWriter, retry_unknown: bool, stop: StopSignal | None = None,
@@ -135,7 +112,11 @@ class ImportRun:
             stop=self.stop.event,
         )
         self.auth_error: str | None = None
-        self.campaigns = _Campaigns()
+        self.campaigns = CampaignGuard()
+        self.reach = ReachabilityGuard(max(10, 2 * cfg.upload.workers))
+        self.halted: str | None = None
+        self._reinvited: dict[str, bool] = {}
+        self._reinvite_lock = threading.Lock()
         self.summary = RunSummary(writer.path, writer.counts, writer.total)
         self._bytes_lock = threading.Lock()
 
@@ -152,7 +133,8 @@ class ImportRun:
             self.client.close()
             self.summary.elapsed = time.monotonic() - started
             self.summary.auth_error = self.auth_error
-            self.summary.interrupted = self.stop.requested and not self.auth_error
+            self.summary.halted = self.halted
+            self.summary.interrupted = self.stop.requested and not self.auth_error and not self.halted
         return self.summary
 
     # --- agents -----------------------------------------------------------------------------------
@@ -174,12 +156,15 @@ class ImportRun:
             result = self.client.invite(email, name, role=self.cfg.agents.role,
                                         send_invite_email=self.cfg.agents.send_invite_email)
             with lock:
+                if result.http_status is not None:
+                    self.reach.answered()
                 if result.verdict is Verdict.SUCCESS:
                     self.ledger.mark_invited(email)
                     self.summary.agents_invited += 1
                 elif result.verdict is Verdict.AUTH:
                     self._abort(result)
                 elif not result.interrupted:
+                    self._unreachable(result)
                     status = f"HTTP {result.http_status}: " if result.http_status else ""
                     failed[email] = f"inviting agent {email} failed ({status}{result.message})"
             self.progress.advance("agents")
@@ -230,6 +215,8 @@ class ImportRun:
     def _stopped_reason(self) -> str:
         if self.auth_error:
             return f"run stopped: the API refused the key ({self.auth_error})"
+        if self.halted:
+            return f"run stopped: {self.halted}"
         return "run interrupted (Ctrl-C) before this row was sent"
 
     def _reason_not_to_send(self, call: CallRow, failed_agents: dict[str, str]) -> str | None:
@@ -250,6 +237,9 @@ class ImportRun:
             self.ledger.mark_sending(key)
             outcome = Outcome("unknown", error="internal error while sending; " + UNKNOWN_HINT)
             result = self.client.upload(call)
+            if self._agent_missing(result) and self._reinvite(call):
+                again = self.client.upload(call)
+                result = replace(again, attempts=result.attempts + again.attempts)
             outcome = self._record(call, result)
         except Exception:  # a bug must not lose the row: it stays `sending` in the ledger, `unknown` here
             log.exception("row %d: unexpected error", call.row)
@@ -261,6 +251,8 @@ class ImportRun:
     def _record(self, call: CallRow, result: Attempted) -> Outcome:
         key = call_key(call)
         common = {"http_status": result.http_status, "attempts": result.attempts}
+        if result.http_status is not None:
+            self.reach.answered()
         if result.verdict is Verdict.SUCCESS:
             self.ledger.mark(key, UPLOADED, call_id=result.call_id, http_status=result.http_status)
             self.campaigns.record(call.campaign_id, result)
@@ -271,6 +263,7 @@ class ImportRun:
             self.ledger.mark(key, UNKNOWN, http_status=result.http_status, error=result.message)
             return Outcome("unknown", error=f"{result.message}; {UNKNOWN_HINT}", **common)
         self.ledger.mark(key, FAILED, http_status=result.http_status, error=result.message)
+        self._unreachable(result)
         if result.verdict is Verdict.AUTH:
             self._abort(result)
             return Outcome("failed", error=f"the API refused the key: {result.message}", **common)
@@ -278,6 +271,37 @@ class ImportRun:
             return Outcome("not_attempted", error=result.message, **common)
         self.campaigns.record(call.campaign_id, result)
         return Outcome("failed", error=result.message, **common)
+
+    def _agent_missing(self, result: Attempted) -> bool:
+        return result.http_status == 404 and not mentions_campaign(result.message)
+
+    def _reinvite(self, call: CallRow) -> bool:
+        """The ledger said this agent was invited, but the API does not know it (removed since, or another
+        organisation on the same URL): invite it again, once per run, and say whether it is ready now."""
+        with self._reinvite_lock:
+            if call.agent_email not in self._reinvited:
+                name = self.vm.agents.get(call.agent_email, call.agent_name)
+                result = self.client.invite(call.agent_email, name, role=self.cfg.agents.role,
+                                            send_invite_email=self.cfg.agents.send_invite_email)
+                ok = result.verdict is Verdict.SUCCESS
+                if ok:
+                    self.ledger.mark_invited(call.agent_email)
+                log.info("agent %s was unknown to the API; invited again: %s", call.agent_email,
+                         "ready" if ok else result.message)
+                self._reinvited[call.agent_email] = ok
+            return self._reinvited[call.agent_email]
+
+    def _unreachable(self, result: Attempted) -> bool:
+        """Count requests that never got an answer; past the guard's limit the run stops itself rather than
+        spend hours retrying every remaining row against an API that is down."""
+        if result.verdict is not Verdict.RETRY or result.http_status is not None or result.interrupted:
+            return False
+        reason = self.reach.failed(result.message)
+        if reason and self.halted is None:
+            self.halted = reason
+            log.error("%s; stopping the run", reason)
+            self.stop.request()
+        return True
 
     def _abort(self, result: Attempted) -> None:
         if self.auth_error is None:

@@ -98,3 +98,42 @@ def test_the_suggested_rerun_repeats_the_flags_that_chose_the_api_and_campaign(s
     assert r.code == 1
     line = next(x for x in r.out.splitlines() if x.startswith("next:"))
     assert f"--api-url {sandbox.url}" in line and f"--campaign-id {CAMPAIGN}" in line
+
+
+def test_an_agent_the_api_no_longer_knows_is_invited_again(tmp_path, monkeypatch):
+    manifest = write_manifest(tmp_path, n=2, agents=1)
+    cfg = write_config(tmp_path)
+    with Sandbox(data_dir=tmp_path / "a") as first:
+        port = int(first.url.rsplit(":", 1)[1])
+        monkeypatch.setenv("ALLOBRAIN_API_KEY", first.api_key)
+        assert run_cli("run", manifest, "--config", cfg, "--api-url", first.url, "--quiet").code == 0
+    # The same URL now serves an API that has never seen the agent (reset, or the agent was removed),
+    # while the ledger remembers it as invited.
+    with Sandbox(port=port, data_dir=tmp_path / "b") as second:
+        more = write_manifest(tmp_path / "more", n=3, agents=1)  # its first two rows are the calls sent above
+        r = run_cli("run", more, "--config", cfg, "--api-url", second.url, "--quiet")
+        assert r.code == 0, r.out + r.err
+        assert statuses(results_of(r.out)) == ["already_uploaded", "already_uploaded", "uploaded"]
+        assert [a["email"] for a in second.agents()] == ["agent0@example.com"]
+        invites = [q for q in second.requests_log() if q["path"] == "/users/invite"]
+        assert len(invites) == 1  # once per run, not once per row
+
+
+def test_a_dead_api_stops_the_run_instead_of_retrying_every_row(tmp_path, monkeypatch):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    monkeypatch.setenv("ALLOBRAIN_API_KEY", "k")
+    manifest = write_manifest(tmp_path, n=40, agents=20)
+    t0 = time.monotonic()
+    r = run_cli("run", manifest, "--config", write_config(tmp_path, max_attempts=2), "--api-url",
+                f"http://127.0.0.1:{port}", "--quiet", "--summary-json", tmp_path / "s.json")
+    assert r.code == 1
+    assert time.monotonic() - t0 < 30
+    assert "STOPPED: the API did not answer" in r.out
+    st = statuses(results_of(r.out))
+    assert len(st) == 40 and set(st) <= {"agent_failed", "not_attempted"} and "not_attempted" in st
+    assert json.loads((tmp_path / "s.json").read_text())["halted"].startswith("the API did not answer")
