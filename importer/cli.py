@@ -150,6 +150,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     cfg = _config(args)
+    check_base_url(cfg.api.base_url)  # a config `run` would refuse is not called valid
     vm = _load(args, cfg)
     for problem in vm.problems:
         _out(("warning: " if problem.severity == "warning" else "") + str(problem))

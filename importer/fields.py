@@ -100,16 +100,17 @@ def explicit_names(
     return np.where(full != "", full, joined_v)
 
 
-_NAME_SPLIT = re.compile(r"[._\-]+")
+_NAME_SPLIT = re.compile(r"[._]+")
 
 
 def name_from_email(email: str) -> str:
-    """`jean.dupont@x.fr` -> `Jean Dupont`: the local part (without a +tag) split on . _ -, capitalised."""
+    """`jean.dupont@x.fr` -> `Jean Dupont`: the local part (without a +tag) split on . and _, each word
+    capitalised; a hyphen stays, as in French compound names (`jean-marc.o@x.fr` -> `Jean-Marc O`)."""
     local = email.split("@", 1)[0].split("+", 1)[0]
-    parts = [p for p in _NAME_SPLIT.split(local) if p]
+    parts = [p for p in _NAME_SPLIT.split(local) if p.strip("-")]
     if not parts:
         return local or email
-    return " ".join(p[:1].upper() + p[1:].lower() for p in parts)
+    return " ".join("-".join(w[:1].upper() + w[1:].lower() for w in p.split("-") if w) for p in parts)
 
 
 # --- timestamps ----------------------------------------------------------------------------------

@@ -223,7 +223,8 @@ def _phone_slow(value: str, region: str) -> tuple[str, str]:
     except Exception:  # the library must not turn a strange cell into a traceback
         return "", f"not a phone number: {show(value)}"
     if not phonenumbers.is_valid_number(number):
-        return "", invalid
+        overseas = _overseas(value, region)
+        return (overseas, "") if overseas else ("", invalid)
     cleaned = re.sub(_SEPARATORS, "", value)
     md = phonenumbers.PhoneMetadata.metadata_for_region(region)
     if (
@@ -236,3 +237,22 @@ def _phone_slow(value: str, region: str) -> tuple[str, str]:
     ):
         return "", _lost_zero(value, cleaned)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), ""
+
+
+# Overseas departments and collectivities are dialled from mainland France with a 0 and their own prefix
+# (0590 / 0690 Guadeloupe, 0262 / 0692 Réunion, ...) but have country codes of their own (+590, +262, ...),
+# so phonenumbers does not find them under region FR.
+_NATIONAL_NEIGHBOURS = {"FR": ("GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF")}
+
+
+def _overseas(value: str, region: str) -> str:
+    import phonenumbers
+
+    for other in _NATIONAL_NEIGHBOURS.get(region.upper(), ()):
+        try:
+            number = phonenumbers.parse(value, other)
+        except phonenumbers.NumberParseException:
+            return ""
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return ""

@@ -24,7 +24,11 @@ def read_xlsx_table(path: Path, sheet: str | None) -> RawTable:
 
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises zipfile, KeyError, XML errors... for a damaged workbook
-        raise ManifestError(f"cannot read {path.name} as an Excel workbook: {exc}") from None
+        hint = ""
+        with open(path, "rb") as fh:
+            if not fh.read(4).startswith(b"PK"):  # every .xlsx is a zip archive
+                hint = " (it is not an .xlsx file inside: if it is a CSV, rename it .csv)"
+        raise ManifestError(f"cannot read {path.name} as an Excel workbook: {exc}{hint}") from None
     try:
         names = list(workbook.sheetnames)
         if not names:

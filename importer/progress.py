@@ -1,8 +1,11 @@
-"""Progress bars for the CLI (tqdm on stderr): invites, then uploads with calls/s, MB/s and ETA."""
+"""Progress for the CLI: tqdm bars on a terminal (invites, then uploads with calls/s, MB/s and ETA); when
+stderr is not a terminal (nohup, cron, a CI log), one plain line every `interval` seconds instead, so a
+long migration still shows where it is without thousands of bar redraws."""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 from tqdm import tqdm
@@ -12,34 +15,54 @@ _UNITS = {"agents": "agent", "uploads": "call"}
 
 
 class TqdmProgress:
-    def __init__(self, *, disable: bool = False) -> None:
-        # Bars only on a terminal: a redirected stderr gets the summary, not thousands of bar updates.
-        self.disable = disable or not sys.stderr.isatty()
+    def __init__(self, *, disable: bool = False, interval: float = 30.0) -> None:
+        self.quiet = disable
+        self.plain = not disable and not sys.stderr.isatty()
+        self.interval = interval
         self._bars: dict[str, tqdm] = {}
+        self._done: dict[str, int] = {}
+        self._total: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
         self._t0: dict[str, float] = {}
+        self._last_line = 0.0
+        self._lock = threading.Lock()
 
     def start(self, phase: str, total: int) -> None:
-        self._bars[phase] = tqdm(total=total, desc=_LABELS.get(phase, phase), unit=_UNITS.get(phase, "it"),
-                                 disable=self.disable, file=sys.stderr, dynamic_ncols=True, mininterval=0.2)
-        self._bytes[phase] = 0
-        self._t0[phase] = time.monotonic()
+        if not self.quiet and not self.plain:
+            self._bars[phase] = tqdm(total=total, desc=_LABELS.get(phase, phase), unit=_UNITS.get(phase, "it"),
+                                     file=sys.stderr, dynamic_ncols=True, mininterval=0.2)
+        self._done[phase], self._total[phase], self._bytes[phase] = 0, total, 0
+        self._t0[phase] = self._last_line = time.monotonic()
 
     def advance(self, phase: str, n: int = 1, nbytes: int = 0) -> None:
-        bar = self._bars.get(phase)
-        if bar is None:
-            return
-        self._bytes[phase] += nbytes
-        bar.update(n)
-        if nbytes and not self.disable:
+        with self._lock:
+            if phase not in self._done:
+                return
+            self._done[phase] += n
+            self._bytes[phase] += nbytes
             elapsed = max(1e-6, time.monotonic() - self._t0[phase])
-            bar.set_postfix_str(f"{self._bytes[phase] / elapsed / 1e6:.2f} MB/s", refresh=False)
+            bar = self._bars.get(phase)
+            if bar is not None:
+                bar.update(n)
+                if nbytes:
+                    bar.set_postfix_str(f"{self._bytes[phase] / elapsed / 1e6:.2f} MB/s", refresh=False)
+            elif self.plain and time.monotonic() - self._last_line >= self.interval:
+                self._last_line = time.monotonic()
+                print(self._line(phase, elapsed), file=sys.stderr, flush=True)
+
+    def _line(self, phase: str, elapsed: float) -> str:
+        done, total = self._done[phase], self._total[phase]
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else 0.0
+        return (f"{_LABELS.get(phase, phase)}: {done:,}/{total:,} ({100 * done / max(total, 1):.0f}%), "
+                f"{rate:.1f}/s, {self._bytes[phase] / elapsed / 1e6:.2f} MB/s, ETA {int(eta // 60)}m{int(eta % 60):02d}s")
 
     def finish(self, phase: str) -> None:
         bar = self._bars.pop(phase, None)
         if bar is not None:
             bar.close()
+        self._done.pop(phase, None)
 
     def close(self) -> None:
-        for phase in list(self._bars):
+        for phase in list(self._done):
             self.finish(phase)

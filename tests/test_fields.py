@@ -74,7 +74,8 @@ def test_invite_names():
     ("email", "name"),
     [
         ("jean.dupont@x.fr", "Jean Dupont"),
-        ("marie_curie-sklodowska@x.fr", "Marie Curie Sklodowska"),
+        ("marie_curie-sklodowska@x.fr", "Marie Curie-Sklodowska"),
+        ("jean-marc.o'neil@x.fr", "Jean-Marc O'neil"),
         ("JEAN.DUPONT+qm@x.fr", "Jean Dupont"),
         ("agent42@x.fr", "Agent42"),
         ("_._@x.fr", "_._"),
@@ -287,3 +288,11 @@ def test_other_region_default():
     out, errors = normalize_phones(series("030 123456", "+49 30 123456"), "de")
     assert out.tolist() == ["+4930123456", "+4930123456"]
     assert errors.tolist() == ["", ""]
+
+
+def test_overseas_french_numbers_dialled_from_france_are_valid():
+    import pandas as pd
+
+    values, errors = normalize_phones(pd.Series(["0590 12 34 56", "0692 12 34 56", "0123"]), "FR")
+    assert values.tolist()[:2] == ["+590590123456", "+262692123456"]
+    assert errors.tolist()[:2] == ["", ""] and errors.tolist()[2].startswith("not a valid phone number")

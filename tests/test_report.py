@@ -37,3 +37,19 @@ def test_summary_lines_count_every_status_and_the_throughput():
 def test_formats():
     assert fmt_duration(3.21) == "3.2s" and fmt_duration(3725) == "1h02m05s"
     assert fmt_bytes(1_500_000) == "1.5 MB" and fmt_bytes(2_500_000_000) == "2.50 GB"
+
+
+def test_progress_without_a_terminal_is_a_plain_line_now_and_then(capsys):
+    from importer.progress import TqdmProgress
+
+    p = TqdmProgress(interval=0.0)
+    assert p.plain  # pytest's captured stderr is not a terminal
+    p.start("uploads", 4)
+    p.advance("uploads", nbytes=2_000_000)
+    p.close()
+    err = capsys.readouterr().err
+    assert err.startswith("uploading calls: 1/4 (25%), ") and "ETA" in err
+    quiet = TqdmProgress(disable=True, interval=0.0)
+    quiet.start("uploads", 4)
+    quiet.advance("uploads")
+    assert capsys.readouterr().err == ""
