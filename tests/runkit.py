@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import signal
+import subprocess
+import sys
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,3 +75,33 @@ def read_results(path: Path) -> list[dict[str, str]]:
     first = text.splitlines()[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
     return list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def child_env(key: str) -> dict[str, str]:
+    """The environment of a CLI run as a child process: the key, and this checkout on the path."""
+    env = dict(os.environ, ALLOBRAIN_API_KEY=key, PYTHONPATH=str(REPO))
+    env.pop("PYTHONWARNINGS", None)
+    return env
+
+
+def child_run_cmd(manifest: Path, config: Path, url: str, results: Path, workers: int) -> list[str]:
+    return [sys.executable, "-m", "importer", "run", str(manifest), "--config", str(config), "--api-url", url,
+            "--quiet", "--workers", str(workers), "--results", str(results)]
+
+
+def stop_child_after_calls(sb, cmd: list[str], calls: int, sig: int = signal.SIGKILL,
+                           capture: bool = False) -> subprocess.Popen:
+    """Start the CLI as a child process, send it `sig` once the sandbox holds `calls` calls, and return it
+    (already waited for unless `capture`, in which case the caller reads its output)."""
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    child = subprocess.Popen(cmd, env=child_env(sb.api_key), stdout=out, stderr=out, text=True)
+    deadline = time.monotonic() + 30
+    while len(sb.calls()) < calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.send_signal(sig)
+    if not capture:
+        child.wait()
+    return child

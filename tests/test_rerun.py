@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
-import sys
 import time
 
-from runkit import CAMPAIGN, read_results, run_cli, write_config, write_manifest
-from test_run import _child_env, results_of, statuses
+from runkit import (
+    CAMPAIGN,
+    child_run_cmd,
+    read_results,
+    run_cli,
+    stop_child_after_calls,
+    write_config,
+    write_manifest,
+)
+from test_run import results_of, statuses
 
 from importer.sandbox import Sandbox
 
@@ -19,15 +24,8 @@ def test_a_results_file_cut_short_by_a_hard_stop_is_refused_not_taken_as_done(tm
     with Sandbox(latency_ms=200, data_dir=tmp_path / "d") as sb:
         manifest = write_manifest(tmp_path, n=30, agents=1)
         results = tmp_path / "cut.csv"
-        cmd = [sys.executable, "-m", "importer", "run", str(manifest), "--config", str(write_config(tmp_path)),
-               "--api-url", sb.url, "--quiet", "--workers", "2", "--results", str(results)]
-        child = subprocess.Popen(cmd, env=_child_env(tmp_path, sb.api_key), stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while len(sb.calls()) < 4 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        cmd = child_run_cmd(manifest, write_config(tmp_path), sb.url, results, workers=2)
+        stop_child_after_calls(sb, cmd, 4)
         assert len(read_results(results)) < 30
         info = json.loads((tmp_path / "cut.csv.run.json").read_text())
         assert info["complete"] is False and info["rows"] == 30

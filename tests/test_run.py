@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from runkit import CAMPAIGN, read_results, run_cli, write_config, write_manifest
+from runkit import (
+    CAMPAIGN,
+    REPO,
+    child_env,
+    child_run_cmd,
+    read_results,
+    run_cli,
+    stop_child_after_calls,
+    write_config,
+    write_manifest,
+)
 
 from importer.results import IMPORT_COLUMNS
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -226,31 +232,18 @@ def test_run_sandbox_on_the_shipped_example(tmp_path):
     assert rows and {x["import_status"] for x in rows} == {"uploaded"}
 
 
-def _child_env(tmp_path: Path, key: str) -> dict[str, str]:
-    env = dict(os.environ, ALLOBRAIN_API_KEY=key, PYTHONPATH=str(REPO))
-    env.pop("PYTHONWARNINGS", None)
-    return env
-
-
 def test_sigkill_mid_run_then_rerun_accepts_no_row_twice(tmp_path):
     from importer.sandbox import Sandbox
 
     with Sandbox(latency_ms=150, data_dir=tmp_path / "d") as sb:
         manifest = write_manifest(tmp_path, n=40, agents=2)
         cfg = write_config(tmp_path)
-        cmd = [sys.executable, "-m", "importer", "run", str(manifest), "--config", str(cfg), "--api-url", sb.url,
-               "--quiet", "--workers", "4", "--results", str(tmp_path / "first.csv")]
-        child = subprocess.Popen(cmd, env=_child_env(tmp_path, sb.api_key), stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while len(sb.calls()) < 8 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        cmd = child_run_cmd(manifest, cfg, sb.url, tmp_path / "first.csv", workers=4)
+        stop_child_after_calls(sb, cmd, 8)
         stored_at_kill = len(sb.calls())
         assert 0 < stored_at_kill < 40
 
-        r = subprocess.run([*cmd[:-1], str(tmp_path / "second.csv")], env=_child_env(tmp_path, sb.api_key),
+        r = subprocess.run([*cmd[:-1], str(tmp_path / "second.csv")], env=child_env(sb.api_key),
                            capture_output=True, text=True, timeout=120)
         names = [c["file_name"] for c in sb.calls()]
         rows = read_results(tmp_path / "second.csv")
@@ -273,14 +266,8 @@ def test_ctrl_c_finishes_in_flight_rows_writes_everything_and_exits_130(tmp_path
         manifest = write_manifest(tmp_path, n=30, agents=1)
         cfg = write_config(tmp_path)
         results = tmp_path / "out.csv"
-        cmd = [sys.executable, "-m", "importer", "run", str(manifest), "--config", str(cfg), "--api-url", sb.url,
-               "--quiet", "--workers", "2", "--results", str(results)]
-        child = subprocess.Popen(cmd, env=_child_env(tmp_path, sb.api_key), stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while len(sb.calls()) < 4 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        child.send_signal(signal.SIGINT)
+        cmd = child_run_cmd(manifest, cfg, sb.url, results, workers=2)
+        child = stop_child_after_calls(sb, cmd, 4, signal.SIGINT, capture=True)
         out, err = child.communicate(timeout=60)
         assert child.returncode == 130, out + err
         assert "in-flight uploads finish" in err
@@ -292,7 +279,7 @@ def test_ctrl_c_finishes_in_flight_rows_writes_everything_and_exits_130(tmp_path
         assert "INTERRUPTED" in out
 
         # the rerun sends exactly what is left
-        r = subprocess.run([*cmd[:-1], str(tmp_path / "again.csv")], env=_child_env(tmp_path, sb.api_key),
+        r = subprocess.run([*cmd[:-1], str(tmp_path / "again.csv")], env=child_env(sb.api_key),
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
         names = [c["file_name"] for c in sb.calls()]
