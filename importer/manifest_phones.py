@@ -246,13 +246,18 @@ _NATIONAL_NEIGHBOURS = {"FR": ("GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF")}
 
 
 def _overseas(value: str, region: str) -> str:
+    """Only a full national number (0 + 9 digits) whose digits after the 0 are the overseas number itself
+    (0590 12 34 56 -> +590 590 12 34 56); anything shorter or international stays invalid."""
     import phonenumbers
 
+    digits = re.sub(_SEPARATORS, "", value)
+    if not (len(digits) == 10 and digits.isdigit() and digits.startswith("0")):
+        return ""
     for other in _NATIONAL_NEIGHBOURS.get(region.upper(), ()):
         try:
             number = phonenumbers.parse(value, other)
         except phonenumbers.NumberParseException:
             return ""
-        if phonenumbers.is_valid_number(number):
+        if phonenumbers.is_valid_number(number) and str(number.national_number) == digits[1:]:
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return ""

@@ -131,7 +131,11 @@ def test_phone_fast_path_agrees_with_phonenumbers(number, separators, region):
         valid = phonenumbers.is_valid_number(parsed)
     except phonenumbers.NumberParseException:
         valid = False
-    if out[0]:
+    if out[0] and region == "FR" and not valid:
+        # Overseas France dialled nationally (0590..., 0692...): valid under its own region.
+        overseas = phonenumbers.parse(out[0], None)
+        assert phonenumbers.is_valid_number(overseas) and out[0][4:] == value.replace(" ", "")[1:]
+    elif out[0]:
         assert valid
         assert out[0] == phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     else:
