@@ -175,13 +175,19 @@ def validate_manifest(
     path_code, infos = _check_files(loaded, file_v, active, cfg, issues, column_of("file_path"))
     meta_values = _check_metadata(frame, cols, cfg, active, issues, shown)
 
-    # Duplicates: same campaign, agent, timestamp and resolved file as an earlier row (carried rows count
-    # as earlier rows: a copy of an uploaded row must not be sent again).
+    # Duplicates: same campaign, agent, timestamp and file as an earlier row (carried rows count as earlier
+    # rows: a copy of an uploaded row must not be sent again). "Same file" is what the ledger's key holds,
+    # name and size, so a copy of a recording in another folder is caught too (else both would be sent).
     keyed = (
         (campaign != "") & (email_err == "") & (email != "") & (ts_err == "") & ~ts_missing & (file_v != "")
     )
+    file_key, _ = pd.factorize(np.array(
+        [f"{i.name}\0{i.size}" if i is not None and not i.error else f"\0path{k}" for k, i in enumerate(infos)],
+        dtype=object,
+    ))
+    same_file = file_key[path_code] if n else path_code
     flag_duplicates(
-        issues, keyed, active, campaign, email, timestamps, path_code, lines, column_of("file_path")
+        issues, keyed, active, campaign, email, timestamps, same_file, lines, column_of("file_path")
     )
 
     # Names: the first name given for an email wins; a different one later is a warning.

@@ -465,3 +465,26 @@ def test_a_results_csv_in_results_finds_files_beside_the_original_manifest(tmp_p
     missing = write_csv(tmp_path / "results" / "again.csv", [[*row("audio/nope.wav"), "2", "failed"]], header)
     vm = validate_manifest(load_manifest(missing, Config()), Config(), now=NOW)
     assert messages(vm) == [f"row 2, file_path: file not found: {audio / 'nope.wav'}"]
+
+
+def test_a_copy_of_a_recording_in_another_folder_is_a_duplicate(tmp_path):
+    """The ledger knows a call by file name and size, not by folder: both copies would be sent."""
+    from conftest import make_wav
+
+    from importer.config import Config
+    from importer.manifest import validate_manifest
+    from importer.manifest_io import load_manifest
+
+    make_wav(tmp_path / "a" / "x.wav")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x.wav").write_bytes((tmp_path / "a" / "x.wav").read_bytes())
+    (tmp_path / "m.csv").write_text(
+        "file_path,agent_email,conversation_timestamp,campaign_id\n"
+        "a/x.wav,a@example.com,1750000000,c1\n"
+        "b/x.wav,a@example.com,1750000000,c1\n"
+        "b/x.wav,a@example.com,1750000060,c1\n",
+        encoding="utf-8",
+    )
+    vm = validate_manifest(load_manifest(tmp_path / "m.csv", Config()), Config())
+    assert [str(p) for p in vm.problems] == ["row 3, file_path: duplicate of row 2"]
+    assert [c.row for c in vm.calls] == [2, 4]
