@@ -132,7 +132,10 @@ def _load(args: argparse.Namespace, cfg: Config, *, api: str | None = None,
             _err(f"note: {loaded.path.name} was written by a run against {where}: its uploaded rows are not "
                  "counted as uploaded here (the ledger decides what this API already has)")
             loaded = replace(loaded, import_columns=None)
-    return validate_manifest(loaded, cfg, with_durations=True)
+    # Durations (the plan's audio hours, the short-audio warning) cost a second read of each file's header:
+    # worth it when people read the report (validate, --dry-run), not on the way to sending.
+    with_durations = args.command == "validate" or getattr(args, "dry_run", False)
+    return validate_manifest(loaded, cfg, with_durations=with_durations)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -184,6 +187,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _api_key(cfg: Config) -> str:
     name = cfg.api.api_key_env
     key = os.environ.get(name, "").strip()
+    if key and not (key.isascii() and key.isprintable()):
+        raise UsageError(f"{name} contains characters that cannot be sent in an HTTP header; check the key")
     if not key:
         raise UsageError(
             f"no API key: set the environment variable {name} (for example: export {name}=...); "
@@ -204,7 +209,7 @@ def _dry_run(vm: ValidatedManifest, cfg: Config, api_url: str | None, args: argp
     state_dir = Path(cfg.state_dir).expanduser() if cfg.state_dir else default_state_dir()
     ledger = None
     if api_url and (state_dir / Ledger.FILE_NAME).exists():
-        ledger = Ledger(state_dir, canonical_api(api_url), lock=False)
+        ledger = Ledger(state_dir, canonical_api(api_url), lock=False, read_only=True)
     try:
         plan = make_plan(vm, ledger, retry_unknown=cfg.upload.retry_unknown)
         invited = ledger.invited() if ledger else set()
@@ -258,7 +263,8 @@ def _install_sigint(stop: StopSignal):  # noqa: ANN202 - returns the restorer
             # `sending` in the ledger and become `unknown` on the next run.
             os._exit(130)
         stop.request()
-        _err("\nstopping: in-flight uploads finish, nothing new starts (Ctrl-C again to quit at once)")
+        # os.write, not print: the main thread may be inside a write to stderr (a reentrant print raises).
+        os.write(2, b"\nstopping: in-flight uploads finish, nothing new starts (Ctrl-C again to quit at once)\n")
 
     signal.signal(signal.SIGINT, handler)
     return lambda: signal.signal(signal.SIGINT, previous)
@@ -272,6 +278,9 @@ class _RedactKey(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage(), self.key)
         record.args = ()
+        if record.exc_info:  # tracebacks too: render it here, redacted, so no handler renders it raw
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.key)
+            record.exc_info = None
         return True
 
 
@@ -331,11 +340,14 @@ def _write_summary_json(s: RunSummary, path: Path) -> None:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    sb = Sandbox(host=args.host, port=args.port, api_key=args.api_key, campaigns=args.campaign or None,
-                 latency_ms=args.latency_ms, rate_limit=args.rate_limit, fail_rate=args.fail_rate,
-                 drop_rate=args.drop_rate, max_upload_mb=args.max_upload_mb, data_dir=args.data_dir,
-                 seed=args.seed)
-    sb.start()
+    try:
+        sb = Sandbox(host=args.host, port=args.port, api_key=args.api_key, campaigns=args.campaign or None,
+                     latency_ms=args.latency_ms, rate_limit=args.rate_limit, fail_rate=args.fail_rate,
+                     drop_rate=args.drop_rate, max_upload_mb=args.max_upload_mb, data_dir=args.data_dir,
+                     seed=args.seed)
+        sb.start()
+    except (ValueError, OSError) as exc:  # a bad setting, or the port is taken
+        raise UsageError(f"sandbox: {exc}") from None
     _out(f"sandbox API serving at {sb.url}")
     _out(f"API key: {sb.api_key}   (export ALLOBRAIN_API_KEY={sb.api_key})")
     _out(f"inspect: {sb.url}/_sandbox/agents  {sb.url}/_sandbox/calls   (Ctrl-C to stop)")

@@ -86,7 +86,7 @@ class Ledger:
 
     FILE_NAME = "ledger.sqlite3"
 
-    def __init__(self, state_dir: Path, api: str, *, lock: bool = True) -> None:
+    def __init__(self, state_dir: Path, api: str, *, lock: bool = True, read_only: bool = False) -> None:
         self.state_dir = Path(state_dir)
         self.api = api
         self.path = self.state_dir / self.FILE_NAME
@@ -99,6 +99,10 @@ class Ledger:
             self._take_lock()
         db: sqlite3.Connection | None = None
         try:
+            if read_only:  # a dry run looks, never writes
+                db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+                self._db, self._mutex = db, threading.Lock()
+                return
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a killed process (the OS keeps the written pages); a power cut or an
@@ -112,6 +116,14 @@ class Ledger:
             (check,) = db.execute("PRAGMA quick_check(1)").fetchone()
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
+        except sqlite3.OperationalError as exc:  # cannot open (permissions, a folder in its place, locked)
+            if db is not None:
+                db.close()
+            self._release_lock()
+            raise UsageError(
+                f"cannot open the ledger {self.path} ({clean_text(exc, 200)}); check that state_dir is a "
+                "writable folder"
+            ) from None
         except sqlite3.DatabaseError as exc:
             if db is not None:
                 db.close()

@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import ManifestError
+from .errors import ManifestError, UsageError
 from .safety import canonical_api
 
 SUFFIX = ".run.json"
@@ -41,8 +41,11 @@ def write(results: Path, info: RunInfo) -> None:
     """Atomic replace, so the file is never half-written."""
     path = info_path(results)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def read(results: Path) -> RunInfo | None:

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -117,6 +117,7 @@ class ImportRun:
         self.halted: str | None = None
         self._reinvited: dict[str, bool] = {}
         self._reinvite_lock = threading.Lock()
+        self._agent_locks: dict[str, threading.Lock] = {}
         self.summary = RunSummary(writer.path, writer.counts, writer.total)
         self._bytes_lock = threading.Lock()
 
@@ -153,8 +154,14 @@ class ImportRun:
         def invite(email: str, name: str) -> None:
             if self.stop.requested:
                 return
-            result = self.client.invite(email, name, role=self.cfg.agents.role,
-                                        send_invite_email=self.cfg.agents.send_invite_email)
+            try:
+                result = self.client.invite(email, name, role=self.cfg.agents.role,
+                                            send_invite_email=self.cfg.agents.send_invite_email)
+            except Exception:  # a bug must not end the run with no results: this agent's rows wait instead
+                log.exception("inviting %s: unexpected error", email)
+                with lock:
+                    failed[email] = f"inviting agent {email} failed (internal error; see the log)"
+                return
             with lock:
                 if result.http_status is not None:
                     self.reach.answered()
@@ -191,15 +198,14 @@ class ImportRun:
                     self._finish(index, settled)
                     continue
                 call = next(calls)
-                reason = self._reason_not_to_send(call, failed_agents)
-                if reason is None and not self._wait_for_slot(slots):
-                    reason = self._stopped_reason()
-                if reason is not None:
-                    status = "agent_failed" if call.agent_email in failed_agents else "not_attempted"
-                    self._finish(index, Outcome(status, error=reason))
+                skipped = self._reason_not_to_send(call, failed_agents)
+                if skipped is None and not self._wait_for_slot(slots):
+                    skipped = Outcome("not_attempted", error=self._stopped_reason())
+                if skipped is not None:
+                    self._finish(index, skipped)
                     self.progress.advance("uploads")
                     continue
-                pool.submit(self._send_one, call, slots)
+                pool.submit(self._send_one, call, slots).add_done_callback(_log_crash)
         self.summary.upload_seconds = time.monotonic() - upload_started
         self.progress.finish("uploads")
 
@@ -219,19 +225,19 @@ class ImportRun:
             return f"run stopped: {self.halted}"
         return "run interrupted (Ctrl-C) before this row was sent"
 
-    def _reason_not_to_send(self, call: CallRow, failed_agents: dict[str, str]) -> str | None:
+    def _reason_not_to_send(self, call: CallRow, failed_agents: dict[str, str]) -> Outcome | None:
         if self.stop.requested:
-            return self._stopped_reason()
+            return Outcome("not_attempted", error=self._stopped_reason())
         if call.agent_email in failed_agents:
-            return failed_agents[call.agent_email]
-        return self.campaigns.stopped.get(call.campaign_id)
+            return Outcome("agent_failed", error=failed_agents[call.agent_email])
+        reason = self.campaigns.stopped.get(call.campaign_id)
+        return Outcome("not_attempted", error=reason) if reason else None
 
     def _send_one(self, call: CallRow, slots: threading.BoundedSemaphore) -> None:
         outcome: Outcome | None = None
         try:
-            reason = self._reason_not_to_send(call, {})
-            if reason is not None:
-                outcome = Outcome("not_attempted", error=reason)
+            outcome = self._reason_not_to_send(call, {})
+            if outcome is not None:
                 return
             key = call_key(call)
             self.ledger.mark_sending(key)
@@ -278,7 +284,9 @@ class ImportRun:
     def _reinvite(self, call: CallRow) -> bool:
         """The ledger said this agent was invited, but the API does not know it (removed since, or another
         organisation on the same URL): invite it again, once per run, and say whether it is ready now."""
-        with self._reinvite_lock:
+        with self._reinvite_lock:  # one lock per agent: a slow invite holds up only that agent's rows
+            agent_lock = self._agent_locks.setdefault(call.agent_email, threading.Lock())
+        with agent_lock:
             if call.agent_email not in self._reinvited:
                 name = self.vm.agents.get(call.agent_email, call.agent_name)
                 result = self.client.invite(call.agent_email, name, role=self.cfg.agents.role,
@@ -286,6 +294,8 @@ class ImportRun:
                 ok = result.verdict is Verdict.SUCCESS
                 if ok:
                     self.ledger.mark_invited(call.agent_email)
+                elif result.verdict is Verdict.AUTH:
+                    self._abort(result)
                 log.info("agent %s was unknown to the API; invited again: %s", call.agent_email,
                          "ready" if ok else result.message)
                 self._reinvited[call.agent_email] = ok
@@ -320,6 +330,13 @@ class ImportRun:
             self.stop.request()
 
 
+def _log_crash(future: Future[None]) -> None:
+    """A worker's own safety net failed (writing its row): say so loudly rather than lose it silently."""
+    exc = future.exception()
+    if exc is not None:
+        log.error("a row could not be recorded: %r", exc)
+
+
 def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, state_dir: Path,
                results_path: Path, retry_unknown: bool, stop: StopSignal | None = None,
                progress: Progress | None = None,
@@ -338,10 +355,10 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
                    rows=loaded.n_rows, complete=False, sandbox=sandbox)
     with Ledger(state_dir, api) as ledger:
         writer = ResultsWriter(results_path, loaded.headers, loaded.delimiter, rows, list(loaded.line_numbers))
-        runinfo.write(results_path, info)
-        if on_writer:
-            on_writer(writer)
         try:
+            runinfo.write(results_path, info)
+            if on_writer:
+                on_writer(writer)
             run = ImportRun(vm, cfg, api_url=api_url, api_key=api_key, ledger=ledger, writer=writer,
                             retry_unknown=retry_unknown, stop=stop, progress=progress)
             summary = run.execute()

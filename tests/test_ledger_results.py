@@ -114,3 +114,19 @@ def test_default_results_paths(tmp_path):
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "calls-20261125-101112.csv").write_text("x")
     assert default_results_path(m, False, now).name == "calls-20261125-101112-2.csv"
+
+
+def test_a_ledger_that_cannot_be_opened_is_not_called_damaged(tmp_path):
+    (tmp_path / Ledger.FILE_NAME).mkdir()  # a folder where the database should be
+    with pytest.raises(UsageError, match="cannot open the ledger") as exc:
+        Ledger(tmp_path, API)
+    assert "damaged" not in str(exc.value)
+
+
+def test_a_read_only_ledger_reads_without_writing(tmp_path):
+    with Ledger(tmp_path, API) as led:
+        led.mark(KEY, UPLOADED, call_id="x")
+    before = (tmp_path / Ledger.FILE_NAME).stat().st_mtime_ns
+    with Ledger(tmp_path, API, lock=False, read_only=True) as led:
+        assert led.get(KEY).call_id == "x"
+    assert (tmp_path / Ledger.FILE_NAME).stat().st_mtime_ns == before

@@ -284,3 +284,17 @@ def test_ctrl_c_finishes_in_flight_rows_writes_everything_and_exits_130(tmp_path
         assert r.returncode == 0, r.stdout + r.stderr
         names = [c["file_name"] for c in sb.calls()]
         assert len(names) == 30 == len(set(names))
+
+
+def test_a_key_that_cannot_travel_in_a_header_is_a_usage_error(tmp_path, monkeypatch, sandbox):
+    monkeypatch.setenv("ALLOBRAIN_API_KEY", "clé-€-secrète")
+    r = run(sandbox, write_manifest(tmp_path, n=1), write_config(tmp_path))
+    assert r.code == 2 and "ALLOBRAIN_API_KEY contains characters" in r.err
+    assert "€" not in r.err and sandbox.requests_log() == []
+
+
+def test_bad_sandbox_settings_are_usage_errors(sandbox):
+    assert run_cli("sandbox", "--fail-rate", "2").code == 2
+    port = sandbox.url.rsplit(":", 1)[1]
+    r = run_cli("sandbox", "--port", port)  # taken by the fixture's sandbox
+    assert r.code == 2 and "sandbox:" in r.err
