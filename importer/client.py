@@ -59,7 +59,6 @@ class Attempted:
     attempts: int
     call_id: str | None = None
     interrupted: bool = False  # stopped (Ctrl-C or an auth abort) while waiting to retry: never taken
-    retry_after_seen: bool = False
 
 
 class RateLimiter:
@@ -121,7 +120,7 @@ class _CountingBody:
 
 
 def multipart_boundary(call: CallLike) -> str:
-    """Stable per call, so every attempt sends the same bytes."""
+    """Stable per call (its ledger key), so every attempt sends the same bytes."""
     key = f"{call.campaign_id}|{call.agent_email}|{call.timestamp}|{call.file_name}|{call.file_size}"
     return "----allobrain" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
@@ -254,7 +253,6 @@ class ApiClient:
     ) -> Attempted:
         attempt = 0
         last: Attempted | None = None
-        retry_after_seen = False
         while attempt < self.max_attempts:
             if attempt and self.stop.is_set():
                 return _interrupted(last, attempt)
@@ -280,15 +278,14 @@ class ApiClient:
                 body = _read_capped(response)
                 verdict = classify_status(status, invite=invite)
                 retry_after = response.headers.get("Retry-After")
-                retry_after_seen = retry_after_seen or retry_after is not None
                 if verdict is Verdict.SUCCESS:
-                    last = Attempted(verdict, status, "", attempt, _call_id(body), retry_after_seen=retry_after_seen)
+                    last = Attempted(verdict, status, "", attempt, _call_id(body))
                 else:
                     message = error_message(status, body, secret=self._key)
                     if 300 <= status < 400:
                         where = clean_text(redact(response.headers.get("Location", "?"), self._key), 120)
                         message = f"redirect to {where} not followed; check api.base_url"
-                    last = Attempted(verdict, status, message, attempt, retry_after_seen=retry_after_seen)
+                    last = Attempted(verdict, status, message, attempt)
                 log.info("%s: attempt %d -> HTTP %d in %.2fs", label, attempt, status, time.monotonic() - started)
             if last.verdict is not Verdict.RETRY:
                 return last
@@ -305,7 +302,6 @@ class ApiClient:
             last.http_status,
             f"gave up after {attempt} attempts: {last.message}",
             attempt,
-            retry_after_seen=retry_after_seen,
         )
 
 

@@ -27,6 +27,7 @@ from .manifest_checks import Issues, first_names_by_email, flag_duplicates
 from .manifest_columns import ColumnMap, resolve_columns
 from .manifest_files import FileInfo, check_files, durations, manifest_bases, resolve_cell
 from .manifest_io import LoadedManifest, Problem, field_header
+from .safety import FORMULA_PREFIXES
 
 __all__ = [
     "CallRow",
@@ -42,7 +43,6 @@ CARRIED_STATUSES = frozenset({"uploaded", "already_uploaded"})
 LONG_METADATA_CHARS = 1000
 SHORT_AUDIO_SECONDS = 1.0
 MISSING = "missing (required)"
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +335,7 @@ def _carried(loaded: LoadedManifest, mask: np.ndarray, prior: np.ndarray) -> dic
     for i in np.flatnonzero(mask).tolist():
         call_id = ids[i]
         # The results CSV prefixes risky values with ' against formula injection: undo it.
-        if len(call_id) > 1 and call_id[0] == "'" and call_id[1] in _FORMULA_PREFIXES:
+        if len(call_id) > 1 and call_id[0] == "'" and call_id[1] in FORMULA_PREFIXES:
             call_id = call_id[1:]
         out[i] = (prior[i], call_id)
     return out

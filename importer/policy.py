@@ -23,7 +23,6 @@ class Verdict(enum.Enum):
 
 
 RETRY_STATUSES = frozenset({429, 503})
-AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 AUTH_STATUSES = frozenset({401, 403})
 
 
@@ -38,7 +37,7 @@ def classify_status(status: int, *, invite: bool = False) -> Verdict:
         return Verdict.AUTH
     if status in RETRY_STATUSES:
         return Verdict.RETRY
-    if status in AMBIGUOUS_STATUSES or status >= 500:
+    if status >= 500:  # 500, 502, 504 and any other 5xx but 503 (retried above)
         return Verdict.RETRY if invite else Verdict.AMBIGUOUS
     # 3xx (never followed), 400, 404, 409, 413, 422 and any other 4xx
     return Verdict.PERMANENT
