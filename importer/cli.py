@@ -19,20 +19,20 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from . import __version__, runinfo
 from .config import Config, load_config
 from .errors import ImportToolError, UsageError
 from .ledger import Ledger, default_state_dir
-from .manifest import ValidatedManifest, validate_manifest
-from .manifest_io import load_manifest
-from .plan import make_plan
-from .progress import TqdmProgress
-from .report import plan_lines, summary_dict, summary_lines, validation_summary
 from .results import default_results_path
-from .runner import RunSummary, StopSignal, run_import
 from .safety import canonical_api, check_base_url, redact
-from .sandbox import SANDBOX_API_KEY, Sandbox
+
+# pandas, requests, werkzeug and tqdm load only in the commands that need them: --help, --version and a
+# usage error answer at once.
+if TYPE_CHECKING:
+    from .manifest import ValidatedManifest
+    from .runner import RunSummary, StopSignal
 
 MAX_PROBLEMS_SHOWN_BY_RUN = 30
 
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sandbox", help="serve a stand-in AlloBrain QM API on loopback")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--api-key", default=SANDBOX_API_KEY, help="the key clients must send (default: a fixed sandbox key)")
+    s.add_argument("--api-key", help="the key clients must send (default: a fixed sandbox key, printed at start)")
     s.add_argument("--campaign", action="append", default=[], help="accept only these campaign ids (repeatable)")
     s.add_argument("--latency-ms", type=int, default=0, help="added to every request")
     s.add_argument("--rate-limit", type=float, default=0, help="requests/s before answering 429 with Retry-After")
@@ -120,6 +120,9 @@ def _load(args: argparse.Namespace, cfg: Config, *, api: str | None = None,
           check_trust: bool = False) -> ValidatedManifest:
     """Load and validate. A results CSV fed back in is checked against its run-info: refused when its run
     never finished writing it; its `uploaded` rows are not trusted when they went to another API."""
+    from .manifest import validate_manifest
+    from .manifest_io import load_manifest
+
     loaded = load_manifest(args.manifest, cfg)
     if loaded.is_results:
         info = runinfo.read(loaded.path)
@@ -152,6 +155,8 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .report import validation_summary
+
     cfg = _config(args)
     check_base_url(cfg.api.base_url)  # a config `run` would refuse is not called valid
     vm = _load(args, cfg)
@@ -165,6 +170,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .report import validation_summary
+
     if args.sandbox and args.api_url:
         raise UsageError("--sandbox and --api-url cannot be used together")
     cfg = _config(args)
@@ -206,6 +213,9 @@ def _print_problems(vm: ValidatedManifest) -> None:
 
 
 def _dry_run(vm: ValidatedManifest, cfg: Config, api_url: str | None, args: argparse.Namespace) -> int:
+    from .plan import make_plan
+    from .report import plan_lines
+
     state_dir = Path(cfg.state_dir).expanduser() if cfg.state_dir else default_state_dir()
     ledger = None
     if api_url and (state_dir / Ledger.FILE_NAME).exists():
@@ -223,6 +233,8 @@ def _dry_run(vm: ValidatedManifest, cfg: Config, api_url: str | None, args: argp
 
 
 def _run_in_sandbox(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace) -> int:
+    from .sandbox import Sandbox
+
     with tempfile.TemporaryDirectory(prefix="allobrain-sandbox-") as tmp, \
             Sandbox(data_dir=Path(tmp) / "data") as sb:
         _out(f"sandbox API at {sb.url} (temporary; its ledger lives only for this run)")
@@ -233,6 +245,9 @@ def _run_in_sandbox(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace
 
 def _run(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace, *, api_url: str, api_key: str,
          state_dir: Path) -> int:
+    from .progress import TqdmProgress
+    from .runner import StopSignal, run_import
+
     _setup_logging(args, api_key)
     if args.summary_json:
         _check_writable(args.summary_json, "--summary-json")
@@ -308,6 +323,8 @@ def _setup_logging(args: argparse.Namespace, api_key: str) -> None:
 
 
 def _print_summary(s: RunSummary, args: argparse.Namespace) -> None:
+    from .report import summary_lines
+
     # The rerun must reach the same API with the same settings: repeat every flag that changed them.
     extra = "".join(
         f" {flag} {shlex.quote(str(value))}"
@@ -330,6 +347,8 @@ def _check_writable(path: Path, flag: str) -> None:
 
 
 def _write_summary_json(s: RunSummary, path: Path) -> None:
+    from .report import summary_dict
+
     try:
         path.write_text(json.dumps(summary_dict(s), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
@@ -340,8 +359,10 @@ def _write_summary_json(s: RunSummary, path: Path) -> None:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import SANDBOX_API_KEY, Sandbox
+
     try:
-        sb = Sandbox(host=args.host, port=args.port, api_key=args.api_key, campaigns=args.campaign or None,
+        sb = Sandbox(host=args.host, port=args.port, api_key=args.api_key or SANDBOX_API_KEY, campaigns=args.campaign or None,
                      latency_ms=args.latency_ms, rate_limit=args.rate_limit, fail_rate=args.fail_rate,
                      drop_rate=args.drop_rate, max_upload_mb=args.max_upload_mb, data_dir=args.data_dir,
                      seed=args.seed)
