@@ -31,7 +31,7 @@ from .safety import canonical_api, check_base_url, redact
 # pandas, requests, werkzeug and tqdm load only in the commands that need them: --help, --version and a
 # usage error answer at once.
 if TYPE_CHECKING:
-    from .manifest import ValidatedManifest
+    from .manifest import Problem, ValidatedManifest
     from .runner import RunSummary, StopSignal
 
 MAX_PROBLEMS_SHOWN_BY_RUN = 30
@@ -161,7 +161,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_base_url(cfg.api.base_url)  # a config `run` would refuse is not called valid
     vm = _load(args, cfg)
     for problem in vm.problems:
-        _out(("warning: " if problem.severity == "warning" else "") + str(problem))
+        _out(_problem_line(problem))
     _out(validation_summary(vm))
     return 1 if vm.invalid else 0
 
@@ -187,8 +187,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_in_sandbox(vm, cfg, args)
     assert api_url is not None
     api_key = _api_key(cfg)
-    state_dir = Path(cfg.state_dir).expanduser() if cfg.state_dir else default_state_dir()
+    state_dir = _state_dir(cfg)
     return _run(vm, cfg, args, api_url=api_url, api_key=api_key, state_dir=state_dir)
+
+
+def _state_dir(cfg: Config) -> Path:
+    return Path(cfg.state_dir).expanduser() if cfg.state_dir else default_state_dir()
+
+
+def _problem_line(problem: Problem) -> str:
+    return ("warning: " if problem.severity == "warning" else "") + str(problem)
 
 
 def _api_key(cfg: Config) -> str:
@@ -207,7 +215,7 @@ def _api_key(cfg: Config) -> str:
 def _print_problems(vm: ValidatedManifest) -> None:
     shown = vm.problems[:MAX_PROBLEMS_SHOWN_BY_RUN]
     for problem in shown:
-        _err(("warning: " if problem.severity == "warning" else "") + str(problem))
+        _err(_problem_line(problem))
     if len(vm.problems) > len(shown):
         _err(f"... and {len(vm.problems) - len(shown)} more (allobrain-import validate lists them all)")
 
@@ -216,7 +224,7 @@ def _dry_run(vm: ValidatedManifest, cfg: Config, api_url: str | None, args: argp
     from .plan import make_plan
     from .report import plan_lines
 
-    state_dir = Path(cfg.state_dir).expanduser() if cfg.state_dir else default_state_dir()
+    state_dir = _state_dir(cfg)
     ledger = None
     if api_url and (state_dir / Ledger.FILE_NAME).exists():
         ledger = Ledger(state_dir, canonical_api(api_url), lock=False, read_only=True)

@@ -8,6 +8,7 @@ carried over untouched: not validated, not counted as invalid.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,16 @@ class CallRow:
     duration: float | None  # seconds, when durations were read and readable
 
 
+def total_bytes(calls: Iterable[CallRow]) -> int:
+    return sum(c.file_size for c in calls)
+
+
+def total_duration(calls: Iterable[CallRow]) -> float | None:
+    """Seconds of audio among `calls` whose duration is known; None when none is (or none was read)."""
+    known = [c.duration for c in calls if c.duration is not None]
+    return float(sum(known)) if known else None
+
+
 @dataclass(frozen=True)
 class ValidatedManifest:
     loaded: LoadedManifest
@@ -108,13 +119,11 @@ class ValidatedManifest:
 
     @property
     def total_bytes(self) -> int:
-        return sum(c.file_size for c in self.calls)
+        return total_bytes(self.calls)
 
     @property
     def total_duration(self) -> float | None:
-        """Seconds of audio among `calls` whose duration is known; None when none is (or none was read)."""
-        known = [c.duration for c in self.calls if c.duration is not None]
-        return float(sum(known)) if known else None
+        return total_duration(self.calls)
 
     @property
     def n_duration_unknown(self) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .ledger import SENDING, UNKNOWN, UPLOADED, CallKey, Ledger
-from .manifest import CallRow, ValidatedManifest
+from .manifest import CallRow, ValidatedManifest, total_bytes, total_duration
 from .results import Outcome
 
 UNKNOWN_HINT = "the server may already have this call; check it, then rerun with --retry-unknown to send it again"
@@ -29,12 +29,11 @@ class Plan:
 
     @property
     def bytes_to_send(self) -> int:
-        return sum(c.file_size for c in self.to_send)
+        return total_bytes(self.to_send)
 
     @property
     def seconds_to_send(self) -> float | None:
-        known = [c.duration for c in self.to_send if c.duration is not None]
-        return sum(known) if known else None
+        return total_duration(self.to_send)
 
 
 def make_plan(vm: ValidatedManifest, ledger: Ledger | None, *, retry_unknown: bool) -> Plan:

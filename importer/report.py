@@ -16,12 +16,10 @@ MAX_AGENTS_LISTED = 20
 
 
 def validation_summary(vm: ValidatedManifest) -> str:
-    n_warn = sum(1 for p in vm.problems if p.severity == "warning")
-    size = sum(c.file_size for c in vm.calls)
     parts = [f"{vm.n_rows} rows: {len(vm.calls)} valid, {len(vm.invalid)} invalid"]
     if vm.carried:
         parts.append(f"{len(vm.carried)} already uploaded")
-    parts += [f"{n_warn} warnings", f"{len(vm.agents)} agents", f"{fmt_bytes(size)} of audio"]
+    parts += [f"{vm.n_warnings} warnings", f"{len(vm.agents)} agents", f"{fmt_bytes(vm.total_bytes)} of audio"]
     return ", ".join(parts)
 
 
