@@ -78,8 +78,7 @@ def writes(n: int, threads: int) -> None:
 
 def rerun(rows: int, base: Path, profile: bool = False) -> None:
     from importer.config import load_config
-    from importer.manifest import validate_manifest
-    from importer.manifest_io import load_manifest
+    from importer.manifest import load_manifest, validate_manifest
     from importer.plan import call_key
     from importer.safety import check_base_url
 

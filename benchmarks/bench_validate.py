@@ -96,8 +96,7 @@ def measure(folder: Path, with_durations: bool) -> dict[str, float]:
     import datetime as dt
 
     from importer.config import Config, ManifestConfig, MetadataConfig
-    from importer.manifest import validate_manifest
-    from importer.manifest_io import load_manifest
+    from importer.manifest import load_manifest, validate_manifest
 
     cfg = Config(
         manifest=ManifestConfig(timezone="UTC"),

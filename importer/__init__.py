@@ -29,7 +29,7 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy, so `python -m importer --hel
 
         return getattr(config, name)
     if name == "load_manifest":
-        from .manifest_io import load_manifest
+        from .manifest import load_manifest
 
         return load_manifest
     if name == "validate_manifest":

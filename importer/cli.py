@@ -120,8 +120,7 @@ def _load(args: argparse.Namespace, cfg: Config, *, api: str | None = None,
           check_trust: bool = False) -> ValidatedManifest:
     """Load and validate. A results CSV fed back in is checked against its run-info: refused when its run
     never finished writing it; its `uploaded` rows are not trusted when they went to another API."""
-    from .manifest import validate_manifest
-    from .manifest_io import load_manifest
+    from .manifest import load_manifest, validate_manifest
 
     loaded = load_manifest(args.manifest, cfg)
     if loaded.is_results:

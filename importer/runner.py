@@ -21,8 +21,7 @@ from .config import Config
 from .errors import UsageError
 from .guards import CampaignGuard, ReachabilityGuard
 from .ledger import FAILED, UNKNOWN, UPLOADED, Ledger
-from .manifest import CallRow, ValidatedManifest
-from .manifest_files import manifest_bases
+from .manifest import CallRow, ValidatedManifest, manifest_bases
 from .plan import UNKNOWN_HINT, Plan, call_key, make_plan
 from .policy import Verdict, mentions_campaign
 from .results import Outcome, ResultsWriter, finished_now

@@ -1,5 +1,5 @@
 """The sandbox's fault model: scripted actions (`Sandbox.inject`), random 500/503 and drops, and the
-token-bucket rate limit. How a fault is carried out on the wire is `sandbox_app.py` and `sandbox_http.py`.
+token-bucket rate limit. How a fault is carried out on the wire is `app.py` and `http.py`.
 """
 
 from __future__ import annotations

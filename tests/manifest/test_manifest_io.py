@@ -10,7 +10,7 @@ import pytest
 
 from importer.config import Config, ManifestConfig
 from importer.errors import ManifestError
-from importer.manifest_io import LoadedManifest, Problem, load_manifest
+from importer.manifest import LoadedManifest, Problem, load_manifest
 
 HEADER = ["file_path", "agent_email", "agent_name", "conversation_timestamp", "campaign_id", "site"]
 ROWS = [

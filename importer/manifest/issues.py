@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .manifest_io import Problem, Severity
+from .model import Problem, Severity
 
 
 class Issues:

@@ -9,22 +9,21 @@ Decisions worth knowing:
 - Headers are matched trimmed and ignoring case; two headers equal that way are refused. A column with
   no header is dropped when empty (Excel's trailing delimiters) and refused when it holds values.
 - `import_*` columns (a results CSV fed back in) are kept apart from the original columns.
-Reading the bytes is manifest_csv.py's and manifest_xlsx.py's job; the rules shared by both live here.
+Reading the bytes is read_csv.py's and read_xlsx.py's job; the rules shared by both live here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from .config import Config
-from .errors import ManifestError
-from .manifest_csv import RawTable, read_csv_table
-from .manifest_xlsx import read_xlsx_table
+from ..config import Config
+from ..errors import ManifestError
+from .model import LoadedManifest, Problem, header_key
+from .read_csv import RawTable, read_csv_table
+from .read_xlsx import read_xlsx_table
 
 XLSX_SUFFIXES = frozenset({".xlsx", ".xlsm"})
 _MAX_LISTED = 10  # NUL warnings listed per column
@@ -41,58 +40,6 @@ FIELD_MEANINGS = {
     "conversation_timestamp": "when the call took place",
     "campaign_id": "the campaign",
 }
-
-Severity = Literal["error", "warning"]
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One problem of one row. `column` is the header as it appears in the manifest (trimmed)."""
-
-    row: int
-    column: str
-    message: str
-    severity: Severity = "error"
-
-    def __str__(self) -> str:
-        return f"row {self.row}, {self.column}: {self.message}"
-
-
-@dataclass(frozen=True)
-class LoadedManifest:
-    path: Path
-    # Original (non-import_) columns in file order, under their original headers verbatim; every cell str.
-    frame: pd.DataFrame
-    headers: tuple[str, ...]  # the frame's headers verbatim (the results CSV repeats them)
-    line_numbers: np.ndarray  # int64: the spreadsheet row number of each frame row
-    import_columns: pd.DataFrame | None  # import_* columns (names trimmed and lowercased), same index
-    delimiter: str  # detected or forced; "," for XLSX
-    encoding: str  # "utf-8", "utf-8-sig", "cp1252", "latin-1", "utf-16", "utf-32", or "xlsx"
-    is_results: bool  # an `import_status` column is present: this is a results CSV fed back in
-    warnings: tuple[Problem, ...]
-    header_row: int = 1  # the header's spreadsheet row (below 1 only when blank lines precede it)
-    # Errors the loader pins on a row (index into frame, column, message): a results CSV's torn last line.
-    row_errors: tuple[tuple[int, str, str], ...] = ()
-    # For a results CSV whose run recorded it (runinfo): the folder its relative file paths resolve against.
-    base_dir: str | None = None
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.frame)
-
-    def find_column(self, header: str) -> str | None:
-        """The frame's label for `header`, matched case-insensitively after trimming; None if absent."""
-        return header_lookup(self.headers).get(header_key(header))
-
-
-def header_key(header: str) -> str:
-    """How headers are compared: trimmed, case-insensitive."""
-    return header.strip().casefold()
-
-
-def header_lookup(headers: tuple[str, ...] | list[str]) -> dict[str, str]:
-    return {header_key(h): h for h in headers}
-
 
 def field_header(cfg: Config, field: str) -> str:
     return str(getattr(cfg.columns, field)).strip()

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import ManifestError
-from .manifest_csv import RawTable
+from ..errors import ManifestError
+from .read_csv import RawTable
 
 
 def read_xlsx_table(path: Path, sheet: str | None) -> RawTable:

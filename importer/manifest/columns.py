@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Config
-from .errors import ManifestError
-from .manifest_io import LoadedManifest, Problem, field_header, header_key, header_lookup
+from ..config import Config
+from ..errors import ManifestError
+from .load import field_header
+from .model import LoadedManifest, Problem, header_key, header_lookup
 
 FIELDS = (
     "file_path",

@@ -1,4 +1,4 @@
-"""The sandbox's WSGI app: what stands around the endpoints of `sandbox_api.py`.
+"""The sandbox's WSGI app: what stands around the endpoints of `api.py`.
 
 Every request is logged (with the size and SHA-256 of the body bytes read); then come the inspection
 routes, latency, the rate limit, routing, the API key and injected or random faults, in that order.
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Request, Response
 
-from importer import sandbox_faults as faults
-from importer import sandbox_http as transport
-from importer.sandbox_answers import Answer, detail, fault_answer, json_answer, make_response
-from importer.sandbox_api import (
+from . import faults
+from . import http as transport
+from .answers import Answer, detail, fault_answer, json_answer, make_response
+from .api import (
     API_ROUTES,
     CALLS_PATH,
     Exchange,
@@ -27,7 +27,7 @@ from importer.sandbox_api import (
     discard_uploads,
     invite,
 )
-from importer.sandbox_store import SandboxStore, now
+from .store import SandboxStore, now
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -10,9 +10,9 @@ bodies go through Werkzeug's streaming form parser, whose file parts are written
         api.calls()
 
 This module is the public face: lifecycle and inspection. The rest, one concern a module:
-`sandbox_app` (the WSGI app: request log, routing, key, faults), `sandbox_api` (the endpoints),
-`sandbox_answers` (answers and error bodies), `sandbox_store` (the state), `sandbox_faults` (the fault
-model) and `sandbox_http` (sockets and the request handler).
+`app` (the WSGI app: request log, routing, key, faults), `api` (the endpoints),
+`answers` (answers and error bodies), `store` (the state), `faults` (the fault
+model) and `http` (sockets and the request handler).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from importer import sandbox_faults as faults
-from importer import sandbox_http as transport
-from importer.sandbox_api import API_ROUTES, MIB
-from importer.sandbox_app import SandboxApp
-from importer.sandbox_store import SandboxStore
+from . import faults
+from . import http as transport
+from .api import API_ROUTES, MIB
+from .app import SandboxApp
+from .store import SandboxStore
 
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer

@@ -7,13 +7,9 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from importer.fields import (
-    explicit_names,
-    name_from_email,
-    normalize_emails,
-    normalize_phones,
-    parse_timestamps,
-)
+from importer.manifest.fields import explicit_names, name_from_email, normalize_emails
+from importer.manifest.phones import normalize_phones
+from importer.manifest.timestamps import parse_timestamps
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 T = 1764077400  # 2025-11-25T13:30:00Z = 14:30 in Paris

@@ -15,14 +15,13 @@ from conftest import make_mp3, make_wav
 
 from importer.config import Config, ManifestConfig, MetadataConfig, UploadConfig, load_config
 from importer.errors import ManifestError
-from importer.manifest import CallRow, Problem, ValidatedManifest, validate_manifest
-from importer.manifest_files import check_file
-from importer.manifest_io import load_manifest
+from importer.manifest import CallRow, Problem, ValidatedManifest, load_manifest, validate_manifest
+from importer.manifest.files import check_file
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 T = 1764077400
 HEADER = ["file_path", "agent_email", "agent_name", "conversation_timestamp", "campaign_id"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_csv(
@@ -472,8 +471,7 @@ def test_a_copy_of_a_recording_in_another_folder_is_a_duplicate(tmp_path):
     from conftest import make_wav
 
     from importer.config import Config
-    from importer.manifest import validate_manifest
-    from importer.manifest_io import load_manifest
+    from importer.manifest import load_manifest, validate_manifest
 
     make_wav(tmp_path / "a" / "x.wav")
     (tmp_path / "b").mkdir()

@@ -21,16 +21,16 @@ from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 from werkzeug.utils import secure_filename
 
-from importer.sandbox_answers import Answer, detail, error, json_answer, too_large
-from importer.sandbox_store import new_id
+from .answers import Answer, detail, error, json_answer, too_large
+from .store import new_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from werkzeug.datastructures import FileStorage, MultiDict
     from werkzeug.wrappers import Request
 
-    from importer.sandbox_http import HashingReader
-    from importer.sandbox_store import SandboxStore
+    from .http import HashingReader
+    from .store import SandboxStore
 
 CALLS_PATH = "/calls/audio"
 INVITE_PATH = "/users/invite"

@@ -1,6 +1,6 @@
 """Validating a loaded manifest: every rule of the spec, every problem at once, by spreadsheet row.
 
-Columns are checked as whole vectors (fields.py); files once per distinct path (manifest_files.py); only
+Columns are checked as whole vectors (fields, timestamps, phones); files once per distinct path (files.py); only
 the final assembly of `CallRow`s loops over rows. Rows of a results CSV that were already uploaded are
 carried over untouched: not validated, not counted as invalid.
 """
@@ -8,126 +8,25 @@ carried over untouched: not validated, not counted as invalid.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .config import Config
-from .fields import (
-    as_text,
-    explicit_names,
-    name_from_email,
-    normalize_emails,
-    normalize_phones,
-    parse_timestamps,
-)
-from .manifest_checks import Issues, first_names_by_email, flag_duplicates
-from .manifest_columns import ColumnMap, resolve_columns
-from .manifest_files import FileInfo, check_files, durations, manifest_bases, resolve_cell
-from .manifest_io import LoadedManifest, Problem, field_header
-from .safety import FORMULA_PREFIXES
-
-__all__ = [
-    "CallRow",
-    "ColumnMap",
-    "LoadedManifest",
-    "Problem",
-    "ValidatedManifest",
-    "resolve_columns",
-    "validate_manifest",
-]
+from ..config import Config
+from ..safety import FORMULA_PREFIXES
+from .columns import ColumnMap, resolve_columns
+from .fields import as_text, explicit_names, name_from_email, normalize_emails
+from .files import FileInfo, check_files, durations, manifest_bases, resolve_cell
+from .issues import Issues, first_names_by_email, flag_duplicates
+from .load import field_header
+from .model import CallRow, LoadedManifest, ValidatedManifest
+from .phones import normalize_phones
+from .timestamps import parse_timestamps
 
 CARRIED_STATUSES = frozenset({"uploaded", "already_uploaded"})
 LONG_METADATA_CHARS = 1000
 SHORT_AUDIO_SECONDS = 1.0
 MISSING = "missing (required)"
-
-
-@dataclass(frozen=True, slots=True)
-class CallRow:
-    """A valid row, ready to send."""
-
-    index: int  # 0-based position in loaded.frame
-    row: int  # spreadsheet row number
-    file_path: Path  # resolved (shared by the rows that use the same file)
-    file_name: str  # base name, as curl sends it
-    file_size: int
-    file_mtime_ns: int
-    agent_email: str  # trimmed, lowercased
-    agent_name: str  # the agent's invite name (the first one given for that email wins)
-    timestamp: int  # Unix seconds
-    campaign_id: str
-    metadata: tuple[tuple[str, str], ...]  # (key, value), empty cells left out
-    prior_status: str | None  # import_status when rerunning a results CSV ("failed", "unknown", ...)
-    duration: float | None  # seconds, when durations were read and readable
-
-
-def total_bytes(calls: Iterable[CallRow]) -> int:
-    return sum(c.file_size for c in calls)
-
-
-def total_duration(calls: Iterable[CallRow]) -> float | None:
-    """Seconds of audio among `calls` whose duration is known; None when none is (or none was read)."""
-    known = [c.duration for c in calls if c.duration is not None]
-    return float(sum(known)) if known else None
-
-
-@dataclass(frozen=True)
-class ValidatedManifest:
-    loaded: LoadedManifest
-    calls: list[CallRow]  # valid rows to send, in manifest order
-    carried: dict[int, tuple[str, str]]  # index -> (prior status, prior call id): uploaded in a previous run
-    invalid: dict[int, str]  # index -> every error of the row, "<column>: <message>" joined with "; "
-    problems: list[Problem]  # errors and warnings, sorted by row
-    agents: dict[str, str]  # email -> invite name, for the agents of `calls`
-    durations_read: bool = False
-
-    @property
-    def n_rows(self) -> int:
-        return self.loaded.n_rows
-
-    @property
-    def n_valid(self) -> int:
-        return len(self.calls)
-
-    @property
-    def n_invalid(self) -> int:
-        return len(self.invalid)
-
-    @property
-    def n_carried(self) -> int:
-        return len(self.carried)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
-
-    @property
-    def n_errors(self) -> int:
-        return sum(1 for p in self.problems if p.severity == "error")
-
-    @property
-    def n_warnings(self) -> int:
-        return sum(1 for p in self.problems if p.severity == "warning")
-
-    @property
-    def total_bytes(self) -> int:
-        return total_bytes(self.calls)
-
-    @property
-    def total_duration(self) -> float | None:
-        return total_duration(self.calls)
-
-    @property
-    def n_duration_unknown(self) -> int:
-        return sum(1 for c in self.calls if c.duration is None)
 
 
 def validate_manifest(

@@ -8,7 +8,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from importer import sandbox_faults as faults
+from . import faults
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_mp3, make_wav
 
-from importer.audio import SNIFF_BYTES, describe_non_audio, duration_seconds, sniff
+from importer.manifest.audio import SNIFF_BYTES, describe_non_audio, duration_seconds, sniff
 
 HEADS = {
     "wav": b"RIFF\x24\x00\x00\x00WAVEfmt ",
@@ -114,7 +114,7 @@ def test_unreadable_duration_is_none(tmp_path, kind):
 
 
 def test_shipped_example_audio(tmp_path):
-    folder = Path(__file__).resolve().parents[1] / "manifests" / "audio"
+    folder = Path(__file__).resolve().parents[2] / "manifests" / "audio"
     files = sorted(folder.iterdir())
     assert len(files) >= 10
     for path in files:
