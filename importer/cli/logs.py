@@ -1,0 +1,47 @@
+"""The request log (-v, --log-file), with the key redacted everywhere, tracebacks included."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..errors import UsageError
+from ..safety import redact
+
+
+class _RedactKey(logging.Filter):
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage(), self.key)
+        record.args = ()
+        if record.exc_info:  # tracebacks too: render it here, redacted, so no handler renders it raw
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.key)
+            record.exc_info = None
+        return True
+
+
+def setup_logging(args: argparse.Namespace, api_key: str) -> None:
+    logger = logging.getLogger("importer")
+    logger.handlers.clear()
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    handlers: list[logging.Handler] = []
+    if args.verbose:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    if args.log_file:
+        try:
+            args.log_file.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+        except OSError as exc:
+            raise UsageError(f"cannot write the log file {args.log_file}: {exc.strerror or exc}") from None
+    if not handlers:
+        handlers.append(logging.NullHandler())
+    for h in handlers:
+        h.setFormatter(fmt)
+        h.addFilter(_RedactKey(api_key))
+        logger.addHandler(h)

@@ -1,0 +1,164 @@
+"""`allobrain-import run MANIFEST`: validate, invite the agents, upload the calls, write the results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+from ..ledger import Ledger
+from ..results import default_results_path
+from ..safety import canonical_api, check_base_url
+from .common import (
+    api_key_from_env,
+    check_writable,
+    config_from,
+    err,
+    load_validated,
+    out,
+    problem_line,
+    state_dir_of,
+)
+from .logs import setup_logging
+from .signals import install_sigint
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..manifest import ValidatedManifest
+    from ..runner import RunSummary
+
+MAX_PROBLEMS_SHOWN_BY_RUN = 30
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run", help="validate, invite agents, upload calls, write a results CSV")
+    r.add_argument("manifest", type=Path)
+    r.add_argument("--config", type=Path, help="config file (default: ./config.yaml when it exists)")
+    r.add_argument("--results", type=Path, help="results CSV path (default: results/<manifest>-<time>.csv)")
+    r.add_argument("--api-url", help="API base URL (default: api.base_url from config)")
+    r.add_argument("--campaign-id", help="campaign for rows without a campaign_id cell")
+    r.add_argument("--workers", type=int, help="concurrent uploads (upload.workers)")
+    r.add_argument("--max-per-second", type=float, help="request rate limit, 0 = none (upload.max_per_second)")
+    r.add_argument("--dry-run", action="store_true", help="validate and print the plan; send nothing")
+    r.add_argument("--retry-unknown", action="store_true", default=None,
+                   help="also resend rows whose earlier outcome was unknown (the server may have them)")
+    r.add_argument("--sandbox", action="store_true", help="import into a built-in sandbox API on loopback")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("-v", "--verbose", action="store_true", help="log each request and its outcome to stderr")
+    r.add_argument("--log-file", type=Path, help="write the request log to this file")
+    r.add_argument("--summary-json", type=Path, help="write the final summary as JSON")
+    r.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..report import validation_summary
+
+    if args.sandbox and args.api_url:
+        raise UsageError("--sandbox and --api-url cannot be used together")
+    cfg = config_from(args)
+    api_url = None if args.sandbox else check_base_url(cfg.api.base_url, "--api-url" if args.api_url else "api.base_url")
+    if args.results and args.results.resolve() == args.manifest.resolve():
+        raise UsageError("--results must not be the manifest itself (it would be overwritten); choose another path")
+    vm = load_validated(args, cfg, api=api_url, check_trust=True)
+    _print_problems(vm)
+    out(validation_summary(vm))
+    if args.dry_run:
+        return _dry_run(vm, cfg, api_url, args)
+    if args.sandbox:
+        return _run_in_sandbox(vm, cfg, args)
+    assert api_url is not None
+    api_key = api_key_from_env(cfg)
+    state_dir = state_dir_of(cfg)
+    return _run(vm, cfg, args, api_url=api_url, api_key=api_key, state_dir=state_dir)
+
+
+def _print_problems(vm: ValidatedManifest) -> None:
+    shown = vm.problems[:MAX_PROBLEMS_SHOWN_BY_RUN]
+    for problem in shown:
+        err(problem_line(problem))
+    if len(vm.problems) > len(shown):
+        err(f"... and {len(vm.problems) - len(shown)} more (allobrain-import validate lists them all)")
+
+
+def _dry_run(vm: ValidatedManifest, cfg: Config, api_url: str | None, args: argparse.Namespace) -> int:
+    from ..plan import make_plan
+    from ..report import plan_lines
+
+    state_dir = state_dir_of(cfg)
+    ledger = None
+    if api_url and (state_dir / Ledger.FILE_NAME).exists():
+        ledger = Ledger(state_dir, canonical_api(api_url), lock=False, read_only=True)
+    try:
+        plan = make_plan(vm, ledger, retry_unknown=cfg.upload.retry_unknown)
+        invited = ledger.invited() if ledger else set()
+    finally:
+        if ledger:
+            ledger.close()
+    to_invite = [e for e in plan.agents if e not in invited]
+    for line in plan_lines(plan, to_invite, api_url):
+        out(line)
+    return 1 if vm.invalid else 0
+
+
+def _run_in_sandbox(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace) -> int:
+    from ..sandbox import Sandbox
+
+    with tempfile.TemporaryDirectory(prefix="allobrain-sandbox-") as tmp, \
+            Sandbox(data_dir=Path(tmp) / "data") as sb:
+        out(f"sandbox API at {sb.url} (temporary; its ledger lives only for this run)")
+        code = _run(vm, cfg, args, api_url=sb.url, api_key=sb.api_key, state_dir=Path(tmp) / "state")
+        out(f"sandbox received {len(sb.calls())} calls from {len(sb.agents())} agents")
+        return code
+
+
+def _run(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace, *, api_url: str, api_key: str,
+         state_dir: Path) -> int:
+    from ..progress import TqdmProgress
+    from ..runner import StopSignal, run_import
+
+    setup_logging(args, api_key)
+    if args.summary_json:
+        check_writable(args.summary_json, "--summary-json")
+    results_path = (args.results or default_results_path(vm.loaded.path, vm.loaded.is_results)).absolute()
+    stop = StopSignal()
+    restore = install_sigint(stop)
+    progress = TqdmProgress(disable=args.quiet)
+    try:
+        summary = run_import(vm, cfg, api_url=api_url, api_key=api_key, state_dir=state_dir,
+                             results_path=results_path, retry_unknown=cfg.upload.retry_unknown, stop=stop,
+                             on_writer=lambda w: out(f"results: {w.path}"), sandbox=args.sandbox,
+                             progress=progress)
+    finally:
+        progress.close()
+        restore()
+    _print_summary(summary, args)
+    if args.summary_json:
+        _write_summary_json(summary, args.summary_json)
+    return summary.exit_code
+
+
+def _print_summary(s: RunSummary, args: argparse.Namespace) -> None:
+    from ..report import summary_lines
+
+    # The rerun must reach the same API with the same settings: repeat every flag that changed them.
+    extra = "".join(
+        f" {flag} {shlex.quote(str(value))}"
+        for flag, value in (("--config", args.config), ("--api-url", args.api_url), ("--campaign-id", args.campaign_id))
+        if value
+    )
+    extra += " --sandbox" if args.sandbox else ""
+    for line in summary_lines(s, f"allobrain-import run {shlex.quote(str(s.results_path))}{extra}"):
+        out(line)
+
+
+def _write_summary_json(s: RunSummary, path: Path) -> None:
+    from ..report import summary_dict
+
+    try:
+        path.write_text(json.dumps(summary_dict(s), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--summary-json: cannot write {path}: {exc.strerror or exc}") from None

@@ -1,0 +1,29 @@
+"""`allobrain-import validate MANIFEST`: every problem of every row, no network."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..safety import check_base_url
+from .common import config_from, load_validated, out, problem_line
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    v = sub.add_parser("validate", help="check a manifest without sending anything")
+    v.add_argument("manifest", type=Path)
+    v.add_argument("--config", type=Path, help="config file (default: ./config.yaml when it exists)")
+    v.add_argument("--campaign-id", help="campaign for rows without a campaign_id cell")
+    v.set_defaults(func=cmd_validate)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from ..report import validation_summary
+
+    cfg = config_from(args)
+    check_base_url(cfg.api.base_url)  # a config `run` would refuse is not called valid
+    vm = load_validated(args, cfg)
+    for problem in vm.problems:
+        out(problem_line(problem))
+    out(validation_summary(vm))
+    return 1 if vm.invalid else 0
