@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import mimetypes
@@ -18,7 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +25,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests_toolbelt import MultipartEncoder
 
+from .body import CountingBody, HashingReader, metadata_json, multipart_boundary
 from .policy import Verdict, classify_failure, classify_status, error_message, retry_delay
 from .safety import check_base_url, clean_text, redact
 
@@ -59,6 +59,7 @@ class Attempted:
     attempts: int
     call_id: str | None = None
     interrupted: bool = False  # stopped (Ctrl-C or an auth abort) while waiting to retry: never taken
+    fingerprint: str | None = None  # sha256 of the recording as it was sent (the same-recording rule)
 
 
 class RateLimiter:
@@ -95,38 +96,6 @@ class _NoNetrc(requests.auth.AuthBase):
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         return r
-
-
-class _CountingBody:
-    """A streaming request body that remembers how much of itself has been handed to the socket,
-    so a failure can be judged: before the whole body left, the server cannot have taken the call."""
-
-    def __init__(self, encoder: MultipartEncoder) -> None:
-        self._encoder = encoder
-        self.len = encoder.len
-        self.sent = 0
-
-    def __len__(self) -> int:
-        return self.len
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._encoder.read(size if size and size > 0 else 64 * 1024)
-        self.sent += len(chunk)
-        return chunk
-
-    @property
-    def fully_sent(self) -> bool:
-        return self.sent >= self.len
-
-
-def multipart_boundary(call: CallLike) -> str:
-    """Stable per call (its ledger key), so every attempt sends the same bytes."""
-    key = f"{call.campaign_id}|{call.agent_email}|{call.timestamp}|{call.file_name}|{call.file_size}"
-    return "----allobrain" + hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-def metadata_json(metadata: Sequence[tuple[str, str]]) -> str:
-    return json.dumps([{"key": k, "value": v} for k, v in metadata], ensure_ascii=False, separators=(",", ":"))
 
 
 class ApiClient:
@@ -228,12 +197,13 @@ class ApiClient:
             except OSError as exc:  # unreadable since validation (permissions, a vanished share): nothing sent
                 raise _FileProblem(f"file cannot be read: {clean_text(exc.strerror or exc, 120)}") from None
             with fh:
+                recording = HashingReader(fh, call.file_size)
                 encoder = MultipartEncoder(
-                    [("file", (call.file_name, fh, content_type)), *fields_tail], boundary=boundary
+                    [("file", (call.file_name, recording, content_type)), *fields_tail], boundary=boundary
                 )
-                body = _CountingBody(encoder)
+                body = CountingBody(encoder)
                 try:
-                    return session.post(
+                    response = session.post(
                         self.base_url + "/calls/audio",
                         data=body,
                         headers={"x-api-key": self._key, "Content-Type": encoder.content_type},
@@ -243,8 +213,15 @@ class ApiClient:
                     )
                 except requests.RequestException as exc:
                     raise _Transport(exc, body.fully_sent) from None
+                # The fingerprint of this attempt's bytes, when they were the whole recording.
+                sent["fingerprint"] = recording.fingerprint if recording.read_bytes == call.file_size else None
+                return response
 
-        return self._with_retries(send, invite=False, label=f"row {call.row} upload {call.file_name}")
+        sent: dict[str, str | None] = {}
+        result = self._with_retries(send, invite=False, label=f"row {call.row} upload {call.file_name}")
+        if result.verdict is Verdict.SUCCESS and sent.get("fingerprint"):
+            result = replace(result, fingerprint=sent["fingerprint"])
+        return result
 
     # --- the retry loop ---------------------------------------------------------------------------
 

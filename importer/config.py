@@ -95,17 +95,42 @@ class Config:
     state_dir: str | None = None
     source: str | None = None  # the file it came from, for messages; not a config key
 
-    def with_overrides(self, **overrides: Any) -> Config:
-        """Apply command-line flags: keys like `upload.workers` or `campaign_id`; None means not given."""
+    def with_overrides(self, flags: dict[str, str] | None = None, **overrides: Any) -> Config:
+        """Apply command-line flags: keys like `upload.workers` or `campaign_id`; None means not given.
+        `flags` names the flag each key came from, so a bad value is reported against the flag."""
         cfg = self
+        given: dict[str, str] = {}
         for dotted, value in overrides.items():
             if value is None:
                 continue
+            given[dotted] = (flags or {}).get(dotted, dotted)
             section, _, key = dotted.partition(".")
             if key:
                 cfg = replace(cfg, **{section: replace(getattr(cfg, section), **{key: value})})
             else:
                 cfg = replace(cfg, **{section: value})
+        _check_ranges(cfg, given if flags else None)
+        return cfg
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings that decide what a row's key is (how cells are read into a campaign, an agent and
+        a time): recorded beside each results file so a rerun reads its rows the same way."""
+        return {
+            "campaign_id": self.campaign_id,
+            "manifest": {"timezone": self.manifest.timezone, "dayfirst": self.manifest.dayfirst},
+            "columns": dataclasses.asdict(self.columns),
+        }
+
+    def with_recorded(self, settings: dict[str, Any]) -> Config:
+        """This config with the settings a results file's run recorded (see `recorded`)."""
+        read = settings.get("manifest") or {}
+        cols = settings.get("columns") or {}
+        cfg = replace(
+            self,
+            manifest=replace(self.manifest, **{k: read[k] for k in ("timezone", "dayfirst") if k in read}),
+            columns=replace(self.columns, **{k: v for k, v in cols.items() if k in _COLUMN_FIELDS and isinstance(v, str)}),
+            campaign_id=settings.get("campaign_id", self.campaign_id),
+        )
         _check_ranges(cfg)
         return cfg
 
@@ -113,21 +138,27 @@ class Config:
 # --- loading -------------------------------------------------------------------------------------
 
 
-def resolve_config_path(path: str | os.PathLike[str] | None, cwd: Path | None = None) -> Path | None:
-    """`--config PATH` wins; else ./config.yaml when it exists; else None (built-in defaults)."""
+def resolve_config_path(path: str | os.PathLike[str] | None, cwd: Path | None = None,
+                        manifest: Path | None = None) -> Path | None:
+    """`--config PATH` wins; else the config.yaml beside the manifest; else ./config.yaml; else None
+    (built-in defaults). The manifest's own folder comes first, so a run from another folder reads the
+    manifest exactly as a run from its folder does (the time zone decides every row's key)."""
     if path is not None:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p} (check the --config path)")
         return p
-    candidate = (cwd or Path.cwd()) / DEFAULT_CONFIG_NAME
-    return candidate if candidate.is_file() else None
+    folders = [Path(manifest).absolute().parent] if manifest is not None else []
+    folders.append((cwd or Path.cwd()).absolute())
+    return next((f / DEFAULT_CONFIG_NAME for f in folders if (f / DEFAULT_CONFIG_NAME).is_file()), None)
 
 
-def load_config(path: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Config:
-    p = resolve_config_path(path, cwd)
+def load_config(path: str | os.PathLike[str] | None = None, cwd: Path | None = None,
+                manifest: Path | None = None) -> Config:
+    p = resolve_config_path(path, cwd, manifest)
     if p is None:
         return Config()
+    p = p.absolute()
     try:
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -135,9 +166,17 @@ def load_config(path: str | os.PathLike[str] | None = None, cwd: Path | None = N
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{p} is not valid YAML: {_yaml_problem(exc)}") from None
     cfg = parse_config(data if data is not None else {}, source=str(p))
     return cfg
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message spans several lines (with a drawing of the spot): one line, with the place."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
 
 
 def parse_config(data: Any, source: str = "config") -> Config:
@@ -167,6 +206,9 @@ _SECTIONS: dict[str, type] = {
     "upload": UploadConfig,
     "agents": AgentsConfig,
 }
+
+
+_COLUMN_FIELDS = frozenset(f.name for f in fields(ColumnsConfig))
 
 
 def _top_level_keys() -> list[str]:
@@ -258,7 +300,8 @@ def _opt_str(value: Any, key: str, source: str) -> str | None:
     return value.strip()
 
 
-def _check_ranges(cfg: Config) -> None:
+def _check_ranges(cfg: Config, flags: dict[str, str] | None = None) -> None:
+    """Every value in its range. A key set by a flag is reported against the flag (`flags`: key -> flag)."""
     src = cfg.source or "config"
     u = cfg.upload
     checks = [
@@ -274,6 +317,8 @@ def _check_ranges(cfg: Config) -> None:
     ]
     for ok, key, allowed in checks:
         if not ok:
+            if flags and key in flags:
+                raise ConfigError(f"{flags[key]} must be {allowed}")
             raise ConfigError(f"{src}: '{key}' must be {allowed}")
     try:
         ZoneInfo(cfg.manifest.timezone)

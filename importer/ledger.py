@@ -8,9 +8,11 @@ becomes `unknown`. One run at a time holds the ledger (an exclusive file lock), 
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ CREATE TABLE IF NOT EXISTS calls (
     http_status INTEGER,
     error TEXT,
     updated_at TEXT NOT NULL,
+    fingerprint TEXT,
     PRIMARY KEY (api, campaign_id, agent_email, ts, file_name, file_size)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS agents (
@@ -51,7 +54,17 @@ CREATE TABLE IF NOT EXISTS agents (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (api, email)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 """
+# Ledgers written before the same-recording rule have no fingerprint column: added in place.
+_MIGRATIONS = (
+    ("calls", "fingerprint", "ALTER TABLE calls ADD COLUMN fingerprint TEXT"),
+)
+_INDEXES = "CREATE INDEX IF NOT EXISTS calls_by_size ON calls (api, campaign_id, file_size, status);"
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,18 @@ class Entry:
     call_id: str | None
     http_status: int | None
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An upload the ledger holds, for the same-recording rule."""
+
+    agent_email: str
+    timestamp: int
+    file_name: str
+    call_id: str | None
+    fingerprint: str | None
+    updated_at: str
 
 
 def default_state_dir() -> Path:
@@ -111,6 +136,7 @@ class Ledger:
             # alone commits with FULL (an fsync of the WAL, which also covers every earlier transaction).
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            _migrate(db)
             # quick_check reports damage as rows, not as an error: a damaged b-tree could hide an `uploaded`
             # row (and send its call again) or fail mid-run, so anything but "ok" refuses the ledger here.
             (check,) = db.execute("PRAGMA quick_check(1)").fetchone()
@@ -134,6 +160,17 @@ class Ledger:
             ) from None
         self._db = db
         self._mutex = threading.Lock()
+
+    @property
+    def ledger_id(self) -> str | None:
+        """This ledger's own identity (made when it was created), recorded beside each results file: a
+        results file written through this very ledger is checked against it, row by row."""
+        with self._mutex:
+            try:
+                row = self._db.execute("SELECT value FROM meta WHERE key='ledger_id'").fetchone()
+            except sqlite3.OperationalError:  # a read-only look at a ledger older than the meta table
+                return None
+        return row[0] if row else None
 
     # --- the one-run-at-a-time lock ---------------------------------------------------------------
 
@@ -209,23 +246,51 @@ class Ledger:
         self._put(key, SENDING, None, None, None, durable=True)
 
     def mark(self, key: CallKey, status: str, *, call_id: str | None = None, http_status: int | None = None,
-             error: str | None = None) -> None:
-        self._put(key, status, call_id, http_status, error)
+             error: str | None = None, fingerprint: str | None = None) -> None:
+        self._put(key, status, call_id, http_status, error, fingerprint=fingerprint)
 
     def _put(self, key: CallKey, status: str, call_id: str | None, http_status: int | None, error: str | None,
-             *, durable: bool = False) -> None:
+             *, durable: bool = False, fingerprint: str | None = None) -> None:
         with self._mutex:
             if durable:
                 self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
                 "INSERT INTO calls (api, campaign_id, agent_email, ts, file_name, file_size, status, call_id,"
-                " http_status, error, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                " http_status, error, updated_at, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT DO UPDATE SET status=excluded.status, call_id=excluded.call_id,"
-                " http_status=excluded.http_status, error=excluded.error, updated_at=excluded.updated_at",
-                (self.api, *_key_tuple(key), status, call_id, http_status, error, _now()),
+                " http_status=excluded.http_status, error=excluded.error, updated_at=excluded.updated_at,"
+                " fingerprint=coalesce(excluded.fingerprint, calls.fingerprint)",
+                (self.api, *_key_tuple(key), status, call_id, http_status, error, _now(), fingerprint),
             )
             if durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
+
+    # --- the same recording under another key -----------------------------------------------------
+
+    def uploaded_sizes(self) -> set[tuple[str, int]]:
+        """(campaign, file size) of every upload to this API: one query, so that a row is hashed only when
+        the ledger holds an upload of the same size in its campaign."""
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT DISTINCT campaign_id, file_size FROM calls WHERE api=? AND status=?", (self.api, UPLOADED)
+            )
+            return {(c, int(s)) for c, s in rows.fetchall()}
+
+    def uploads_of_size(self, campaign_id: str, file_size: int) -> list[Upload]:
+        # A read-only look (a dry run) at a ledger older than the fingerprint column reads NULL instead.
+        fingerprint = "fingerprint" if self._has_fingerprints else "NULL"
+        with self._mutex:
+            rows = self._db.execute(
+                f"SELECT agent_email, ts, file_name, call_id, {fingerprint}, updated_at FROM calls WHERE api=?"
+                " AND campaign_id=? AND file_size=? AND status=? ORDER BY updated_at",
+                (self.api, campaign_id, file_size, UPLOADED),
+            ).fetchall()
+        return [Upload(*row) for row in rows]
+
+    @functools.cached_property
+    def _has_fingerprints(self) -> bool:
+        with self._mutex:
+            return "fingerprint" in {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
 
     def counts(self) -> dict[str, int]:
         with self._mutex:
@@ -245,6 +310,14 @@ class Ledger:
                 " updated_at=excluded.updated_at",
                 (self.api, email, _now()),
             )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    for table, column, statement in _MIGRATIONS:
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(statement)
+    db.executescript(_INDEXES)
+    db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('ledger_id', ?)", (uuid.uuid4().hex,))
 
 
 def _key_tuple(key: CallKey) -> tuple[str, str, int, str, int]:

@@ -5,11 +5,14 @@ Shared by `run` and `run --dry-run`, so the plan a user reads is the plan that i
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
-from .ledger import SENDING, UNKNOWN, UPLOADED, CallKey, Ledger
+from .body import file_fingerprint
+from .ledger import SENDING, UNKNOWN, UPLOADED, CallKey, Ledger, Upload
 from .manifest import CallRow, ValidatedManifest, total_bytes, total_duration
 from .results import Outcome
+from .statuses import CARRIED_STATUSES
 
 UNKNOWN_HINT = "the server may already have this call; check it, then rerun with --retry-unknown to send it again"
 
@@ -26,6 +29,8 @@ class Plan:
     already_uploaded: int = 0
     held_unknown: int = 0
     invalid: int = 0
+    same_recording: int = 0  # already uploaded to the campaign under another key (the same-recording rule)
+    file_word: int = 0  # called uploaded by the results file, unknown to this ledger: skipped on its word
 
     @property
     def bytes_to_send(self) -> int:
@@ -36,19 +41,30 @@ class Plan:
         return total_duration(self.to_send)
 
 
-def make_plan(vm: ValidatedManifest, ledger: Ledger | None, *, retry_unknown: bool) -> Plan:
+def make_plan(vm: ValidatedManifest, ledger: Ledger | None, *, retry_unknown: bool,
+              allow_same_recording: bool = False) -> Plan:
     plan = Plan()
     for index, reasons in vm.invalid.items():
         plan.settled[index] = Outcome("invalid", error=reasons)
     plan.invalid = len(vm.invalid)
     for index, (_status, call_id) in vm.carried.items():
-        plan.settled[index] = Outcome("already_uploaded", call_id=call_id or None)
-    plan.already_uploaded = len(vm.carried)
+        plan.settled[index] = Outcome("already_uploaded", call_id=call_id or None, error=FILE_WORD)
+    plan.already_uploaded = plan.file_word = len(vm.carried)
+    # The results file's `uploaded` claims are checked against the ledger its run used; when that is this
+    # ledger, a claim it does not know is an edited or reused row, and is sent.
+    own_file = ledger is not None and vm.loaded.results_ledger is not None and (
+        vm.loaded.results_ledger == ledger.ledger_id)
+    same = _SameRecording(ledger) if ledger is not None and not allow_same_recording else None
     for call in vm.calls:
         entry = ledger.get(call_key(call)) if ledger is not None else None
         if entry is not None and entry.status == UPLOADED:
             plan.settled[call.index] = Outcome("already_uploaded", call_id=entry.call_id)
             plan.already_uploaded += 1
+            continue
+        if entry is None and call.prior_status in CARRIED_STATUSES and not own_file:
+            plan.settled[call.index] = Outcome("already_uploaded", call_id=call.prior_call_id, error=FILE_WORD)
+            plan.already_uploaded += 1
+            plan.file_word += 1
             continue
         held = (entry is not None and entry.status in (UNKNOWN, SENDING)) or (
             entry is None and call.prior_status == "unknown"
@@ -58,6 +74,49 @@ def make_plan(vm: ValidatedManifest, ledger: Ledger | None, *, retry_unknown: bo
                                                error=UNKNOWN_HINT)
             plan.held_unknown += 1
             continue
+        earlier = same.find(call) if same is not None else None
+        if earlier is not None:
+            plan.settled[call.index] = Outcome("already_uploaded", call_id=earlier.call_id,
+                                               error=same_recording_note(earlier))
+            plan.already_uploaded += 1
+            plan.same_recording += 1
+            continue
         plan.to_send.append(call)
         plan.agents.setdefault(call.agent_email, vm.agents.get(call.agent_email, call.agent_name))
     return plan
+
+
+FILE_WORD = ("not checked: the results file says it was uploaded, and this ledger has no record of it (the file "
+             "was written with another ledger); clear import_status to send it")
+
+
+def same_recording_note(earlier: Upload) -> str:
+    when = earlier.updated_at.replace("+00:00", "Z")
+    stamp = dt.datetime.fromtimestamp(earlier.timestamp, dt.UTC).isoformat().replace("+00:00", "Z")
+    return (f"same recording already uploaded to this campaign on {when} as {earlier.file_name} with timestamp "
+            f"{stamp} (agent {earlier.agent_email}); --allow-same-recording sends it anyway")
+
+
+class _SameRecording:
+    """A row's recording uploaded to its campaign under another key. A file is hashed only when the ledger
+    holds an upload of the same size in that campaign, so the common case costs one set lookup."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.sizes = ledger.uploaded_sizes()
+        self._hashes: dict[str, str | None] = {}
+
+    def find(self, call: CallRow) -> Upload | None:
+        if (call.campaign_id, call.file_size) not in self.sizes:
+            return None
+        uploads = [u for u in self.ledger.uploads_of_size(call.campaign_id, call.file_size) if u.fingerprint]
+        if not uploads:
+            return None
+        path = str(call.file_path)
+        if path not in self._hashes:
+            try:
+                self._hashes[path] = file_fingerprint(call.file_path)
+            except OSError:  # unreadable now: the upload will say so
+                self._hashes[path] = None
+        mine = self._hashes[path]
+        return next((u for u in uploads if u.fingerprint == mine), None)

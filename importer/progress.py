@@ -4,6 +4,8 @@ long migration still shows where it is without thousands of bar redraws."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import threading
 import time
@@ -56,6 +58,14 @@ class TqdmProgress:
         eta = (total - done) / rate if rate > 0 else 0.0
         return (f"{_LABELS.get(phase, phase)}: {done:,}/{total:,} ({100 * done / max(total, 1):.0f}%), "
                 f"{rate:.1f}/s, {self._bytes[phase] / elapsed / 1e6:.2f} MB/s, ETA {int(eta // 60)}m{int(eta % 60):02d}s")
+
+    def logging_redirect(self) -> contextlib.AbstractContextManager[None]:
+        """Log lines (-v) printed above the bars instead of through them."""
+        if self.quiet or self.plain:
+            return contextlib.nullcontext()
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        return logging_redirect_tqdm(loggers=[logging.getLogger("importer")], tqdm_class=tqdm)
 
     def finish(self, phase: str) -> None:
         bar = self._bars.pop(phase, None)

@@ -5,9 +5,13 @@ Pure functions returning lines, so the wording is tested without running anythin
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
-from .manifest import ValidatedManifest
+from .manifest import CallRow, ValidatedManifest
 from .plan import Plan
 from .results import STATUSES
 from .runner import RunSummary
@@ -15,12 +19,33 @@ from .runner import RunSummary
 MAX_AGENTS_LISTED = 20
 
 
+MAX_FAILED_AGENTS_LISTED = 10
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 row`, `2 rows`: counts read as people write them."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
 def validation_summary(vm: ValidatedManifest) -> str:
-    parts = [f"{vm.n_rows} rows: {len(vm.calls)} valid, {len(vm.invalid)} invalid"]
+    parts = [f"{plural(vm.n_rows, 'row')}: {len(vm.calls):,} valid, {len(vm.invalid):,} invalid"]
     if vm.carried:
-        parts.append(f"{len(vm.carried)} already uploaded")
-    parts += [f"{vm.n_warnings} warnings", f"{len(vm.agents)} agents", f"{fmt_bytes(vm.total_bytes)} of audio"]
+        parts.append(f"{len(vm.carried):,} already uploaded")
+    parts += [plural(vm.n_warnings, "warning"), plural(len(vm.agents), "agent"),
+              f"{fmt_bytes(vm.total_bytes)} of audio"]
     return ", ".join(parts)
+
+
+def time_span(calls: Iterable[CallRow], zone: str) -> str:
+    """`2025-11-24 08:30 to 2025-11-28 17:45 (Europe/Paris)`: the range of call times, in the zone they
+    were read in, so a wrong zone shows at a glance."""
+    stamps = [c.timestamp for c in calls]
+    tz = ZoneInfo(zone)
+
+    def show(ts: int) -> str:
+        return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M")
+
+    return f"{show(min(stamps))} to {show(max(stamps))} ({zone})"
 
 
 def plan_lines(plan: Plan, to_invite: list[str], api_url: str | None) -> list[str]:
@@ -55,13 +80,24 @@ def summary_lines(s: RunSummary, rerun: str) -> list[str]:
     elif s.halted:
         lines.append(f"STOPPED: {s.halted}.")
     elif s.interrupted:
-        lines.append("INTERRUPTED: rows not sent are marked not_attempted.")
-    lines.append(f"{s.total_rows} rows in {fmt_duration(s.elapsed)}:")
+        by = {1: "SIGHUP", 15: "SIGTERM"}.get(s.signum or 2, "Ctrl-C")
+        lines.append(f"INTERRUPTED ({by}): in-flight uploads finished; rows not sent are marked not_attempted.")
+    lines.append(f"{plural(s.total_rows, 'row')} in {fmt_duration(s.elapsed)}:")
     lines += [f"  {status:<17} {s.counts[status]}" for status in STATUSES if s.counts.get(status)]
     if s.agents_needed:
         lines.append(f"agents: {s.agents_invited} invited, {s.agents_known} already known, "
                      f"{len(s.agents_failed)} failed")
-    lines += [f"  {message}" for message in list(s.agents_failed.values())[:10]]
+    failed = list(s.agents_failed.values())
+    lines += [f"  {message}" for message in failed[:MAX_FAILED_AGENTS_LISTED]]
+    if len(failed) > MAX_FAILED_AGENTS_LISTED:
+        lines.append(f"  ... and {len(failed) - MAX_FAILED_AGENTS_LISTED} more (each row's import_error names its agent)")
+    if s.same_recording:
+        lines.append(f"note: {plural(s.same_recording, 'row')} not sent: the same recording is already uploaded to "
+                     "the campaign under another timestamp, name or agent (import_error says when; "
+                     "--allow-same-recording sends them anyway)")
+    if s.file_word:
+        lines.append(f"note: {plural(s.file_word, 'row')} skipped on the results file's word alone: it says uploaded, "
+                     "and this ledger has no record of them (clear import_status to send one)")
     uploaded = s.counts.get("uploaded", 0)
     if uploaded and s.upload_seconds > 0:
         lines.append(f"throughput: {uploaded / s.upload_seconds:.1f} calls/s, "
@@ -74,16 +110,27 @@ def summary_lines(s: RunSummary, rerun: str) -> list[str]:
 
 
 def next_steps(s: RunSummary, rerun: str) -> list[str]:
+    """What to do next, matched to the cause: a refused key, an API that did not answer or a missing campaign
+    is not fixed in the results file; only row problems send people to import_error."""
     c = s.counts
-    to_fix = sum(c.get(k, 0) for k in ("invalid", "failed", "agent_failed"))
+    host = urlsplit(s.api_url).netloc or s.api_url or "the API"
     lines = []
-    if to_fix:
+    if s.auth_error:
+        lines.append(f"next: check the API key ({host} refused it), then rerun what is left: {rerun}")
+    elif s.halted:
+        lines.append(f"next: {host} did not answer; check the network, the proxy and api.base_url, then rerun what is "
+                     f"left: {rerun}")
+    for campaign in s.campaigns_stopped:
+        lines.append(f"next: campaign {campaign} answered not found at {host}: check the campaign id (the campaign_id "
+                     "column, campaign_id in config.yaml or --campaign-id), then rerun what is left")
+    to_fix = sum(c.get(k, 0) for k in ("invalid", "failed", "agent_failed"))
+    if to_fix and not s.auth_error:
         lines.append(f"next: fix what import_error says in the results file, then rerun what is left: {rerun}")
-    elif c.get("not_attempted"):
+    elif c.get("not_attempted") and not lines:
         lines.append(f"next: rerun what is left: {rerun}")
     if c.get("unknown"):
-        lines.append(f"{c['unknown']} rows are unknown (the server may have them). Check them in AlloBrain QM, "
-                     f"then resend them with: {rerun} --retry-unknown")
+        lines.append(f"{plural(c['unknown'], 'row is', 'rows are')} unknown (the server may have them). Check them in "
+                     f"AlloBrain QM, then resend them with: {rerun} --retry-unknown")
     if not lines:
         lines.append("nothing left to do: every row is uploaded.")
     return lines
@@ -102,9 +149,13 @@ def summary_dict(s: RunSummary) -> dict[str, Any]:
         "agents": {"needed": s.agents_needed, "invited": s.agents_invited, "already_known": s.agents_known,
                    "failed": len(s.agents_failed)},
         "recovered_unknown": s.recovered_unknown,
+        "same_recording": s.same_recording,
+        "file_word": s.file_word,
+        "campaigns_not_found": sorted(s.campaigns_stopped),
         "auth_error": s.auth_error,
         "halted": s.halted,
         "interrupted": s.interrupted,
+        "signal": s.signum if s.interrupted else None,
     }
 
 

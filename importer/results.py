@@ -19,6 +19,7 @@ from typing import TextIO
 
 from .errors import UsageError
 from .safety import clean_text, neutralize_cell
+from .statuses import STATUSES
 
 IMPORT_COLUMNS = (
     "import_row",
@@ -29,7 +30,7 @@ IMPORT_COLUMNS = (
     "import_call_id",
     "import_finished_at",
 )
-STATUSES = ("uploaded", "already_uploaded", "invalid", "agent_failed", "failed", "unknown", "not_attempted")
+
 _STAMP = re.compile(r"-\d{8}-\d{6}(-\d+)?$")
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ManifestError, UsageError
 from .safety import canonical_api
@@ -31,6 +33,9 @@ class RunInfo:
     rows: int  # rows the results file must hold when complete
     complete: bool  # the run wrote every row
     sandbox: bool = False
+    config: str | None = None  # the config file the run used (absolute), None for the built-in defaults
+    settings: dict[str, Any] | None = None  # Config.recorded(): how its rows were read (time zone, columns)
+    ledger: str | None = None  # the identity of the ledger the run used (its `uploaded` rows are checked there)
 
 
 def info_path(results: Path) -> Path:
@@ -62,9 +67,23 @@ def check_complete(results: Path, info: RunInfo | None) -> None:
         return
     raise ManifestError(
         f"{results.name} is incomplete: the run that wrote it stopped before the end (it should hold {info.rows} "
-        f"rows). Rerun the original manifest instead, which sends only what is left: "
-        f"allobrain-import run {info.manifest}"
+        f"rows). Rerun the original manifest instead, which sends only what is left: {rerun_command(info)}"
     )
+
+
+def rerun_command(info: RunInfo) -> str:
+    """The command that runs the original manifest again with what decided its rows' keys and its API."""
+    parts = ["allobrain-import", "run", shlex.quote(info.manifest)]
+    if info.config:
+        parts += ["--config", shlex.quote(info.config)]
+    if info.sandbox:
+        parts.append("--sandbox")
+    else:
+        parts += ["--api-url", shlex.quote(info.api)]
+    campaign = (info.settings or {}).get("campaign_id")
+    if campaign:
+        parts += ["--campaign-id", shlex.quote(str(campaign))]
+    return " ".join(parts)
 
 
 def trusted_for(info: RunInfo | None, api: str | None) -> bool:

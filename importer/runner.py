@@ -60,27 +60,36 @@ class RunSummary:
     agents_known: int = 0
     agents_failed: dict[str, str] = field(default_factory=dict)
     recovered_unknown: int = 0
+    same_recording: int = 0  # already uploaded to their campaign under another key (not sent again)
+    file_word: int = 0  # skipped because the results file said uploaded, unknown to this ledger
+    campaigns_stopped: dict[str, str] = field(default_factory=dict)  # campaign -> "not found" reason
+    api_url: str = ""
     auth_error: str | None = None
     halted: str | None = None  # the run stopped itself (the API unreachable)
     interrupted: bool = False
+    signum: int | None = None  # the signal that interrupted it (SIGINT 2, SIGHUP 1, SIGTERM 15)
 
     @property
     def exit_code(self) -> int:
         if self.auth_error:
             return 3
         if self.interrupted:
-            return 130
+            return 128 + (self.signum or 2)
         done = self.counts.get("uploaded", 0) + self.counts.get("already_uploaded", 0)
         return 0 if done == self.total_rows else 1
 
 
 class StopSignal:
-    """Set by the CLI on Ctrl-C: nothing new starts, in-flight requests finish."""
+    """Set by the CLI on Ctrl-C, SIGTERM or SIGHUP (`signum`), or by the run itself: nothing new starts,
+    in-flight requests finish."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.signum: int | None = None  # the signal that asked first, if one did
 
-    def request(self) -> None:
+    def request(self, signum: int | None = None) -> None:
+        if not self.event.is_set() and signum is not None:
+            self.signum = signum
         self.event.set()
 
     @property
@@ -91,8 +100,9 @@ class StopSignal:
 class ImportRun:
     def __init__(self, vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, ledger: Ledger,
                  writer: ResultsWriter, retry_unknown: bool, stop: StopSignal | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, allow_same_recording: bool = False) -> None:
         self.vm = vm
+        self.allow_same_recording = allow_same_recording
         self.cfg = cfg
         self.ledger = ledger
         self.writer = writer
@@ -126,7 +136,9 @@ class ImportRun:
         started = time.monotonic()
         try:
             self.summary.recovered_unknown = self.ledger.recover()
-            plan = make_plan(self.vm, self.ledger, retry_unknown=self.retry_unknown)
+            plan = make_plan(self.vm, self.ledger, retry_unknown=self.retry_unknown,
+                             allow_same_recording=self.allow_same_recording)
+            self.summary.same_recording, self.summary.file_word = plan.same_recording, plan.file_word
             failed_agents = self._invite_agents(plan)
             self._upload(plan, failed_agents)
         finally:
@@ -134,7 +146,10 @@ class ImportRun:
             self.summary.elapsed = time.monotonic() - started
             self.summary.auth_error = self.auth_error
             self.summary.halted = self.halted
+            self.summary.campaigns_stopped = dict(self.campaigns.stopped)
+            self.summary.api_url = self.client.base_url
             self.summary.interrupted = self.stop.requested and not self.auth_error and not self.halted
+            self.summary.signum = self.stop.signum
         return self.summary
 
     # --- agents -----------------------------------------------------------------------------------
@@ -202,7 +217,8 @@ class ImportRun:
                     skipped = Outcome("not_attempted", error=self._stopped_reason())
                 if skipped is not None:
                     self._finish(index, skipped)
-                    self.progress.advance("uploads")
+                    if not self.stop.requested:  # after a stop the bar shows what was done, not 100%
+                        self.progress.advance("uploads")
                     continue
                 pool.submit(self._send_one, call, slots).add_done_callback(_log_crash)
         self.summary.upload_seconds = time.monotonic() - upload_started
@@ -222,7 +238,7 @@ class ImportRun:
             return f"run stopped: the API refused the key ({self.auth_error})"
         if self.halted:
             return f"run stopped: {self.halted}"
-        return "run interrupted (Ctrl-C) before this row was sent"
+        return f"run interrupted ({_signal_name(self.stop.signum)}) before this row was sent"
 
     def _reason_not_to_send(self, call: CallRow, failed_agents: dict[str, str]) -> Outcome | None:
         if self.stop.requested:
@@ -259,7 +275,8 @@ class ImportRun:
         if result.http_status is not None:
             self.reach.answered()
         if result.verdict is Verdict.SUCCESS:
-            self.ledger.mark(key, UPLOADED, call_id=result.call_id, http_status=result.http_status)
+            self.ledger.mark(key, UPLOADED, call_id=result.call_id, http_status=result.http_status,
+                             fingerprint=result.fingerprint)
             self.campaigns.record(call.campaign_id, result)
             with self._bytes_lock:
                 self.summary.uploaded_bytes += call.file_size
@@ -329,6 +346,10 @@ class ImportRun:
             self.stop.request()
 
 
+def _signal_name(signum: int | None) -> str:
+    return {1: "SIGHUP", 15: "SIGTERM"}.get(signum or 2, "Ctrl-C")
+
+
 def _log_crash(future: Future[None]) -> None:
     """A worker's own safety net failed (writing its row): say so loudly rather than lose it silently."""
     exc = future.exception()
@@ -340,7 +361,7 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
                results_path: Path, retry_unknown: bool, stop: StopSignal | None = None,
                progress: Progress | None = None,
                on_writer: Callable[[ResultsWriter], None] | None = None,
-               sandbox: bool = False) -> RunSummary:
+               sandbox: bool = False, allow_same_recording: bool = False) -> RunSummary:
     """The library entry point: open the ledger and the results file, run, close both.
 
     Beside the results file, a run-info file records the API, the folder relative paths resolve against,
@@ -351,15 +372,18 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
     api = canonical_api(api_url)
     info = RunInfo(api=api, manifest=str(loaded.path.resolve()),
                    base_dir=loaded.base_dir or manifest_bases(loaded.path, loaded.is_results)[0],
-                   rows=loaded.n_rows, complete=False, sandbox=sandbox)
+                   rows=loaded.n_rows, complete=False, sandbox=sandbox, config=cfg.source,
+                   settings=cfg.recorded())
     with Ledger(state_dir, api) as ledger:
+        info = replace(info, ledger=ledger.ledger_id)
         writer = ResultsWriter(results_path, loaded.headers, loaded.delimiter, rows, list(loaded.line_numbers))
         try:
             runinfo.write(results_path, info)
             if on_writer:
                 on_writer(writer)
             run = ImportRun(vm, cfg, api_url=api_url, api_key=api_key, ledger=ledger, writer=writer,
-                            retry_unknown=retry_unknown, stop=stop, progress=progress)
+                            retry_unknown=retry_unknown, stop=stop, progress=progress,
+                            allow_same_recording=allow_same_recording)
             summary = run.execute()
         finally:
             writer.close()

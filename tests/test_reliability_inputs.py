@@ -84,12 +84,12 @@ def _hostile(tmp_path, name: str) -> tuple[object, int, str]:
         "10mb-cell": ((HEADER + ",notes\n" + row + "," + "x" * 10_000_000 + "\n").encode(), 0,
                       "10,000,000 characters long"),
         "10000-columns": ((HEADER + "," + ",".join(f"c{i}" for i in range(9996)) + "\n" + row + ","
-                           + ",".join(["v"] * 9996) + "\n").encode(), 0, "1 rows: 1 valid"),
+                           + ",".join(["v"] * 9996) + "\n").encode(), 0, "1 row: 1 valid"),
         "header-only": ((HEADER + "\n").encode(), 0, "0 rows"),
         "empty-file": (b"", 2, "is empty"),
         "mixed-line-endings": ((HEADER + "\r\n" + _row(wav, 1_750_000_000) + "\n" + _row(wav, 1_750_000_060)
                                 + "\r" + _row(wav, 1_750_000_120) + "\r\n").encode(), 0, "3 rows: 3 valid"),
-        "utf-16-with-bom": ((HEADER + "\n" + row + "\n").encode("utf-16"), 0, "1 rows: 1 valid"),
+        "utf-16-with-bom": ((HEADER + "\n" + row + "\n").encode("utf-16"), 0, "1 row: 1 valid"),
         "utf-16-without-bom": ((HEADER + "\n" + row + "\n").encode("utf-16-le"), 2, "UTF-16"),
         "random-bytes": (bytes(range(256)) * 40, 2, "error:"),
         "unclosed-quote": ((HEADER + "\n" + row + ',"oops\n' + row + "\n").encode(), 2, "never closed"),

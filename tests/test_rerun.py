@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
+from conftest import make_wav
 from runkit import (
     CAMPAIGN,
     child_run_cmd,
@@ -71,7 +71,7 @@ def test_a_results_file_kept_elsewhere_still_finds_its_recordings(sandbox, tmp_p
     elsewhere = tmp_path / "elsewhere" / "r.csv"
     r = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", elsewhere)
     assert r.code == 1 and statuses(elsewhere) == ["uploaded", "uploaded", "invalid"]
-    shutil.copy(work / "audio" / "call0000.wav", work / "audio" / "late.wav")  # the user fixes the missing file
+    make_wav(work / "audio" / "late.wav", seed=99)  # the user fixes the missing file (a recording of its own)
     again = run_cli("run", elsewhere, "--config", cfg, "--api-url", sandbox.url, "--quiet")
     assert again.code == 0, again.out + again.err
     assert statuses(results_of(again.out)) == ["already_uploaded", "already_uploaded", "uploaded"]

@@ -37,7 +37,7 @@ def load_validated(args: argparse.Namespace, cfg: Config, *, api: str | None = N
         info = runinfo.read(loaded.path)
         runinfo.check_complete(loaded.path, info)
         if info is not None:
-            loaded = replace(loaded, base_dir=info.base_dir)
+            loaded = replace(loaded, base_dir=info.base_dir, results_ledger=info.ledger)
         if check_trust and not runinfo.trusted_for(info, api):
             assert info is not None
             where = "the built-in sandbox" if info.sandbox else info.api
@@ -50,8 +50,31 @@ def load_validated(args: argparse.Namespace, cfg: Config, *, api: str | None = N
     return validate_manifest(loaded, cfg, with_durations=with_durations)
 
 
-def config_from(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config)
+RUN_FLAGS = {
+    "campaign_id": "--campaign-id",
+    "upload.workers": "--workers",
+    "upload.max_per_second": "--max-per-second",
+    "upload.retry_unknown": "--retry-unknown",
+    "api.base_url": "--api-url",
+}
+
+
+def config_from(args: argparse.Namespace) -> tuple[Config, str]:
+    """The config and a line saying where it came from. `--config` wins; a results file fed back in is read
+    with the settings its run recorded (its config, time zone and columns: the rows' keys depend on them);
+    else the config.yaml beside the manifest, else ./config.yaml, else the built-in defaults."""
+    info = runinfo.read(args.manifest) if args.config is None else None
+    if info is not None and info.settings is not None:
+        recorded = Path(info.config) if info.config and Path(info.config).is_file() else None
+        base = load_config(recorded) if recorded else load_config(None, manifest=args.manifest)
+        cfg = base.with_recorded(info.settings)
+        origin = f"{recorded}, " if recorded else (f"{base.source}, " if base.source else "")
+        origin += f"with the settings recorded by the run that wrote {args.manifest.name}"
+        if info.config and recorded is None:
+            origin += f" (its config {info.config} is gone)"
+    else:
+        cfg = load_config(args.config, manifest=args.manifest)
+        origin = cfg.source or "none (built-in defaults)"
     overrides = {"campaign_id": getattr(args, "campaign_id", None)}
     if args.command == "run":
         overrides |= {
@@ -60,7 +83,22 @@ def config_from(args: argparse.Namespace) -> Config:
             "upload.retry_unknown": args.retry_unknown,
             "api.base_url": args.api_url,
         }
-    return cfg.with_overrides(**overrides)
+    return cfg.with_overrides(RUN_FLAGS, **overrides), origin
+
+
+def reading_lines(cfg: Config, origin: str, vm: ValidatedManifest | None = None) -> list[str]:
+    """Which config was used, and how times without an offset are read: printed before anything else, since
+    a wrong time zone changes every row's key."""
+    lines = [f"config: {origin}"]
+    zone = cfg.manifest.timezone
+    order = "day first" if cfg.manifest.dayfirst else "month first"
+    span = ""
+    if vm is not None and vm.calls:
+        from ..report import time_span
+
+        span = f"; calls from {time_span(vm.calls, zone)}"
+    lines.append(f"times without an offset are read in {zone} ({order}){span}")
+    return lines
 
 
 def state_dir_of(cfg: Config) -> Path:

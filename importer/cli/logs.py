@@ -24,12 +24,24 @@ class _RedactKey(logging.Filter):
         return True
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Redacts the finished line too: a handler that replaces ours (tqdm's logging redirect keeps the
+    formatter, not the filters) still never shows the key."""
+
+    def __init__(self, fmt: str, key: str) -> None:
+        super().__init__(fmt)
+        self.key = key
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.key)
+
+
 def setup_logging(args: argparse.Namespace, api_key: str) -> None:
     logger = logging.getLogger("importer")
     logger.handlers.clear()
     logger.propagate = False
     logger.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    fmt = _RedactingFormatter("%(asctime)s %(levelname)s %(threadName)s %(message)s", api_key)
     handlers: list[logging.Handler] = []
     if args.verbose:
         handlers.append(logging.StreamHandler(sys.stderr))

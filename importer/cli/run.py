@@ -21,6 +21,7 @@ from .common import (
     load_validated,
     out,
     problem_line,
+    reading_lines,
     state_dir_of,
 )
 from .logs import setup_logging
@@ -46,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--dry-run", action="store_true", help="validate and print the plan; send nothing")
     r.add_argument("--retry-unknown", action="store_true", default=None,
                    help="also resend rows whose earlier outcome was unknown (the server may have them)")
+    r.add_argument("--allow-same-recording", action="store_true",
+                   help="send a recording even when the same recording is already uploaded to the campaign "
+                        "under another timestamp, name or agent")
     r.add_argument("--sandbox", action="store_true", help="import into a built-in sandbox API on loopback")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("-v", "--verbose", action="store_true", help="log each request and its outcome to stderr")
@@ -59,11 +63,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.sandbox and args.api_url:
         raise UsageError("--sandbox and --api-url cannot be used together")
-    cfg = config_from(args)
+    cfg, origin = config_from(args)
     api_url = None if args.sandbox else check_base_url(cfg.api.base_url, "--api-url" if args.api_url else "api.base_url")
     if args.results and args.results.resolve() == args.manifest.resolve():
         raise UsageError("--results must not be the manifest itself (it would be overwritten); choose another path")
     vm = load_validated(args, cfg, api=api_url, check_trust=True)
+    for line in reading_lines(cfg, origin, vm):
+        out(line)
     _print_problems(vm)
     out(validation_summary(vm))
     if args.dry_run:
@@ -93,7 +99,8 @@ def _dry_run(vm: ValidatedManifest, cfg: Config, api_url: str | None, args: argp
     if api_url and (state_dir / Ledger.FILE_NAME).exists():
         ledger = Ledger(state_dir, canonical_api(api_url), lock=False, read_only=True)
     try:
-        plan = make_plan(vm, ledger, retry_unknown=cfg.upload.retry_unknown)
+        plan = make_plan(vm, ledger, retry_unknown=cfg.upload.retry_unknown,
+                         allow_same_recording=args.allow_same_recording)
         invited = ledger.invited() if ledger else set()
     finally:
         if ledger:
@@ -125,33 +132,42 @@ def _run(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace, *, api_ur
         check_writable(args.summary_json, "--summary-json")
     results_path = (args.results or default_results_path(vm.loaded.path, vm.loaded.is_results)).absolute()
     stop = StopSignal()
-    restore = install_sigint(stop)
+    restore = install_sigint(stop, rerun_of(vm.loaded.path.absolute(), cfg, args))
     progress = TqdmProgress(disable=args.quiet)
     try:
-        summary = run_import(vm, cfg, api_url=api_url, api_key=api_key, state_dir=state_dir,
-                             results_path=results_path, retry_unknown=cfg.upload.retry_unknown, stop=stop,
-                             on_writer=lambda w: out(f"results: {w.path}"), sandbox=args.sandbox,
-                             progress=progress)
+        with progress.logging_redirect():
+            summary = run_import(vm, cfg, api_url=api_url, api_key=api_key, state_dir=state_dir,
+                                 results_path=results_path, retry_unknown=cfg.upload.retry_unknown, stop=stop,
+                                 on_writer=lambda w: out(f"results: {w.path}"), sandbox=args.sandbox,
+                                 progress=progress, allow_same_recording=args.allow_same_recording)
     finally:
         progress.close()
         restore()
-    _print_summary(summary, args)
+    _print_summary(summary, cfg, args)
     if args.summary_json:
         _write_summary_json(summary, args.summary_json)
     return summary.exit_code
 
 
-def _print_summary(s: RunSummary, args: argparse.Namespace) -> None:
+def rerun_of(path: Path, cfg: Config, args: argparse.Namespace) -> str:
+    """The command that reruns `path` against the same API with the same settings: every flag that decided
+    them is repeated (the config actually used, found beside the manifest or not, the API, the campaign)."""
+    parts = ["allobrain-import", "run", shlex.quote(str(path))]
+    if cfg.source:
+        parts += ["--config", shlex.quote(str(Path(cfg.source).absolute()))]
+    if args.sandbox:
+        parts.append("--sandbox")
+    elif args.api_url:
+        parts += ["--api-url", shlex.quote(args.api_url)]
+    if args.campaign_id:
+        parts += ["--campaign-id", shlex.quote(args.campaign_id)]
+    return " ".join(parts)
+
+
+def _print_summary(s: RunSummary, cfg: Config, args: argparse.Namespace) -> None:
     from ..report import summary_lines
 
-    # The rerun must reach the same API with the same settings: repeat every flag that changed them.
-    extra = "".join(
-        f" {flag} {shlex.quote(str(value))}"
-        for flag, value in (("--config", args.config), ("--api-url", args.api_url), ("--campaign-id", args.campaign_id))
-        if value
-    )
-    extra += " --sandbox" if args.sandbox else ""
-    for line in summary_lines(s, f"allobrain-import run {shlex.quote(str(s.results_path))}{extra}"):
+    for line in summary_lines(s, rerun_of(s.results_path, cfg, args)):
         out(line)
 
 

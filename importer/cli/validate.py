@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..safety import check_base_url
-from .common import config_from, load_validated, out, problem_line
+from .common import config_from, load_validated, out, problem_line, reading_lines
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from ..report import validation_summary
 
-    cfg = config_from(args)
+    cfg, origin = config_from(args)
     check_base_url(cfg.api.base_url)  # a config `run` would refuse is not called valid
     vm = load_validated(args, cfg)
+    for line in reading_lines(cfg, origin, vm):
+        out(line)
     for problem in vm.problems:
         out(problem_line(problem))
     out(validation_summary(vm))

@@ -42,8 +42,10 @@ class LoadedManifest:
     header_row: int = 1  # the header's spreadsheet row (below 1 only when blank lines precede it)
     # Errors the loader pins on a row (index into frame, column, message): a results CSV's torn last line.
     row_errors: tuple[tuple[int, str, str], ...] = ()
-    # For a results CSV whose run recorded it (runinfo): the folder its relative file paths resolve against.
+    # For a results CSV whose run recorded it (runinfo): the folder its relative file paths resolve against,
+    # and the identity of the ledger that run used (its `uploaded` claims are checked against that ledger).
     base_dir: str | None = None
+    results_ledger: str | None = None
 
     @property
     def n_rows(self) -> int:
@@ -81,6 +83,7 @@ class CallRow:
     metadata: tuple[tuple[str, str], ...]  # (key, value), empty cells left out
     prior_status: str | None  # import_status when rerunning a results CSV ("failed", "unknown", ...)
     duration: float | None  # seconds, when durations were read and readable
+    prior_call_id: str | None = None  # import_call_id when rerunning a results CSV
 
 
 def total_bytes(calls: Iterable[CallRow]) -> int:
@@ -97,7 +100,9 @@ def total_duration(calls: Iterable[CallRow]) -> float | None:
 class ValidatedManifest:
     loaded: LoadedManifest
     calls: list[CallRow]  # valid rows to send, in manifest order
-    carried: dict[int, tuple[str, str]]  # index -> (prior status, prior call id): uploaded in a previous run
+    # index -> (prior status, prior call id): rows a results file calls uploaded that cannot be checked
+    # against the ledger any more (their recording is gone or the row no longer validates): the file's word.
+    carried: dict[int, tuple[str, str]]
     invalid: dict[int, str]  # index -> every error of the row, "<column>: <message>" joined with "; "
     problems: list[Problem]  # errors and warnings, sorted by row
     agents: dict[str, str]  # email -> invite name, for the agents of `calls`

@@ -14,8 +14,9 @@ import pandas as pd
 
 from ..config import Config
 from ..safety import FORMULA_PREFIXES
+from ..statuses import CARRIED_STATUSES, STATUSES
 from .columns import ColumnMap, resolve_columns
-from .fields import as_text, explicit_names, name_from_email, normalize_emails
+from .fields import as_text, explicit_names, name_from_email, normalize_emails, show
 from .files import FileInfo, check_files, durations, manifest_bases, resolve_cell
 from .issues import Issues, first_names_by_email, flag_duplicates
 from .load import field_header
@@ -23,7 +24,6 @@ from .model import CallRow, LoadedManifest, ValidatedManifest
 from .phones import normalize_phones
 from .timestamps import parse_timestamps
 
-CARRIED_STATUSES = frozenset({"uploaded", "already_uploaded"})
 LONG_METADATA_CHARS = 1000
 SHORT_AUDIO_SECONDS = 1.0
 MISSING = "missing (required)"
@@ -54,10 +54,21 @@ def validate_manifest(
         label = cols.fields[field]
         return shown[label] if label is not None else field_header(cfg, field)
 
-    # Rerun: rows a previous run uploaded are carried over, not validated.
+    # Rerun: every row is validated, those a previous run uploaded too (the ledger, not the file, decides
+    # whether they were: it needs their key). One that no longer validates (its recording archived since)
+    # is carried over on the file's word instead of being called invalid.
     prior = _prior_status(loaded, n)
     carried_mask = np.isin(prior, list(CARRIED_STATUSES))
-    active = ~carried_mask
+    active = np.ones(n, dtype=bool)
+    unknown_status = (prior != "") & ~np.isin(prior, list(STATUSES))
+    if unknown_status.any():
+        texts = np.full(n, "", dtype=object)
+        texts[unknown_status] = [
+            f"{show(v)} is not a status this tool writes ({', '.join(STATUSES)}): the column belongs to the "
+            "tool; clear the cell, or rename the column if it is yours"
+            for v in prior[unknown_status].tolist()
+        ]
+        issues.add(unknown_status, "import_status", texts)
     for index, column, message in loaded.row_errors:
         issues.add(np.arange(n) == index, column, message)
 
@@ -114,7 +125,12 @@ def validate_manifest(
         )
 
     bad = issues.error_mask(n)
+    file_word = carried_mask & bad
     problems, invalid = issues.build(loaded.warnings + cols.warnings)
+    if file_word.any():  # not sendable, and uploaded by the file's account: neither invalid nor a problem
+        gone = set(lines[file_word].tolist())
+        problems = [p for p in problems if p.row not in gone]
+        invalid = {i: v for i, v in invalid.items() if not file_word[i]}
     valid_idx = np.flatnonzero(active & ~bad)
     calls, agents = _assemble(
         valid_idx,
@@ -128,9 +144,10 @@ def validate_manifest(
         [key for _, key in cols.metadata],
         meta_values,
         prior,
+        prior_ids := _prior_call_ids(loaded, n),
         durations_by_path,
     )
-    carried = _carried(loaded, carried_mask, prior)
+    carried = {int(i): (prior[i], prior_ids[i]) for i in np.flatnonzero(file_word).tolist()}
     return ValidatedManifest(loaded, calls, carried, invalid, problems, agents, with_durations)
 
 
@@ -230,23 +247,16 @@ def _prior_status(loaded: LoadedManifest, n: int) -> np.ndarray:
     return imports["import_status"].fillna("").astype(str).str.strip().str.lower().to_numpy(dtype=object)
 
 
-def _carried(loaded: LoadedManifest, mask: np.ndarray, prior: np.ndarray) -> dict[int, tuple[str, str]]:
-    if not mask.any():
-        return {}
+def _prior_call_ids(loaded: LoadedManifest, n: int) -> np.ndarray:
     imports = loaded.import_columns
-    assert imports is not None
-    if "import_call_id" in imports.columns:
-        ids = imports["import_call_id"].fillna("").astype(str).str.strip().to_numpy(dtype=object)
-    else:
-        ids = np.full(len(mask), "", dtype=object)
-    out: dict[int, tuple[str, str]] = {}
-    for i in np.flatnonzero(mask).tolist():
-        call_id = ids[i]
-        # The results CSV prefixes risky values with ' against formula injection: undo it.
-        if len(call_id) > 1 and call_id[0] == "'" and call_id[1] in FORMULA_PREFIXES:
-            call_id = call_id[1:]
-        out[i] = (prior[i], call_id)
-    return out
+    if imports is None or "import_call_id" not in imports.columns:
+        return np.full(n, "", dtype=object)
+    ids = imports["import_call_id"].fillna("").astype(str).str.strip().to_numpy(dtype=object)
+    # The results CSV prefixes risky values with ' against formula injection: undo it.
+    risky = np.array([len(v) > 1 and v[0] == "'" and v[1] in FORMULA_PREFIXES for v in ids.tolist()], dtype=bool)
+    if risky.any():
+        ids[risky] = [v[1:] for v in ids[risky].tolist()]
+    return ids
 
 
 def _assemble(
@@ -261,6 +271,7 @@ def _assemble(
     keys: list[str],
     meta_values: list[np.ndarray],
     prior: np.ndarray,
+    prior_ids: np.ndarray,
     durations_by_path: dict[int, float | None],
 ) -> tuple[list[CallRow], dict[str, str]]:
     """The one loop over rows: build the CallRows (sharing objects where rows repeat a value)."""
@@ -283,7 +294,7 @@ def _assemble(
             pair_columns.append([(key, v) if v else None for v in chosen.tolist()])
     meta_rows = zip(*pair_columns, strict=True) if pair_columns else iter(tuple, None)
     calls: list[CallRow] = []
-    for index, row, code, stamp, mail, camp, prev, pairs, gaps in zip(
+    for index, row, code, stamp, mail, camp, prev, prev_id, pairs, gaps in zip(
         valid_idx.tolist(),
         lines[valid_idx].tolist(),
         path_code[valid_idx].tolist(),
@@ -291,6 +302,7 @@ def _assemble(
         email[valid_idx].tolist(),
         campaign[valid_idx].tolist(),
         prior[valid_idx].tolist(),
+        prior_ids[valid_idx].tolist(),
         meta_rows,
         any_empty.tolist(),
         strict=False,
@@ -313,6 +325,7 @@ def _assemble(
                 metadata,
                 prev or None,
                 durations_by_path.get(code),
+                prev_id or None,
             )
         )
     return calls, agents

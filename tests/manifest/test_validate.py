@@ -403,7 +403,9 @@ def test_problems_are_sorted_by_row_then_column(tmp_path, audio):
 # --- reruns ---------------------------------------------------------------------------------------
 
 
-def test_results_csv_rows_already_uploaded_are_carried(tmp_path, audio):
+def test_results_csv_rows_already_uploaded_are_validated_and_carried_only_when_gone(tmp_path, audio):
+    """The ledger, not the file, decides: rows a results file calls uploaded are validated (they need their
+    key); one whose recording is gone is carried on the file's word, neither invalid nor a problem."""
     header = [*HEADER, "import_row", "import_status", "import_http_status", "import_error", "import_call_id"]
     rows = [
         [*row(), "2", "uploaded", "200", "", "call-1"],
@@ -415,13 +417,14 @@ def test_results_csv_rows_already_uploaded_are_carried(tmp_path, audio):
     ]
     vm = validate(tmp_path, rows, header)
     assert vm.loaded.is_results
-    assert vm.carried == {0: ("uploaded", "call-1"), 1: ("already_uploaded", "-42")}
-    assert [(c.row, c.prior_status) for c in vm.calls] == [(4, "failed"), (5, "unknown")]
+    assert vm.carried == {1: ("already_uploaded", "-42")}
+    assert [(c.row, c.prior_status, c.prior_call_id) for c in vm.calls] == [
+        (2, "uploaded", "call-1"), (4, "failed", None), (5, "unknown", None)]
     assert messages(vm) == [
         "row 6, agent_email: not a valid email address: 'bad' (An email address must have an @-sign)",
         "row 7, file_path: duplicate of row 2",
     ]
-    assert (vm.n_rows, vm.n_valid, vm.n_invalid, vm.n_carried) == (6, 2, 2, 2)
+    assert (vm.n_rows, vm.n_valid, vm.n_invalid, vm.n_carried) == (6, 3, 2, 1)
     assert vm.loaded.headers == tuple(HEADER)
 
 

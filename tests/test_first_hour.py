@@ -1,0 +1,304 @@
+"""What a new user hit in the first hour (issue 10): each test reproduces a defect with a real CLI run on real
+files against the sandbox, then checks the fix. Manifest and sheet defects live in tests/manifest/."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import make_wav
+from runkit import (
+    CAMPAIGN,
+    HEADERS,
+    child_env,
+    child_run_cmd,
+    read_results,
+    run_cli,
+    stop_child_after_calls,
+    write_config,
+    write_manifest,
+)
+from test_run import results_of, statuses
+
+from importer.sandbox import Sandbox
+
+
+@pytest.fixture
+def env_key(monkeypatch, sandbox):
+    monkeypatch.setenv("ALLOBRAIN_API_KEY", sandbox.api_key)
+    return sandbox.api_key
+
+
+def local_time_manifest(folder: Path, n: int = 3, name: str = "calls.csv") -> Path:
+    """Times without an offset, as Excel writes them."""
+    rows = []
+    for i in range(n):
+        make_wav(folder / "audio" / f"call{i}.wav", seconds=0.5, seed=i)
+        rows.append([f"audio/call{i}.wav", "agent0@example.com", "Agent 0", f"24/11/2025 09:{i:02d}", CAMPAIGN, "Lyon"])
+    path = folder / name
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(HEADERS)
+        w.writerows(rows)
+    return path
+
+
+def paris_config(folder: Path, state: Path, name: str = "config.yaml") -> Path:
+    path = folder / name
+    path.write_text(f"state_dir: {state}\nmanifest:\n  timezone: Europe/Paris\n  dayfirst: true\n", encoding="utf-8")
+    return path
+
+
+# --- 1. the config beside the manifest, recorded beside the results ------------------------------------
+
+
+def test_a_rerun_from_another_folder_reads_times_as_the_first_run_did(sandbox, env_key, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    manifest = local_time_manifest(work)
+    cfg = paris_config(work, tmp_path / "state")
+    monkeypatch.chdir(work)
+    first = run_cli("run", "calls.csv", "--api-url", sandbox.url, "--quiet")
+    assert first.code == 0, first.out + first.err
+    assert f"config: {cfg}" in first.out
+    assert "times without an offset are read in Europe/Paris (day first); calls from 2025-11-24 09:00 to " \
+           "2025-11-24 09:02 (Europe/Paris)" in first.out
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    (elsewhere / "config.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")  # a UTC config here loses
+    again = run_cli("run", manifest, "--api-url", sandbox.url, "--quiet")
+    assert again.code == 0, again.out + again.err
+    assert statuses(results_of(again.out)) == ["already_uploaded"] * 3
+    assert len(sandbox.calls()) == 3
+
+
+def test_a_results_file_is_rerun_with_the_settings_its_run_recorded(sandbox, env_key, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    local_time_manifest(work)
+    paris_config(work, tmp_path / "state")
+    monkeypatch.chdir(work)
+    first = run_cli("run", "calls.csv", "--api-url", sandbox.url, "--quiet")
+    results = results_of(first.out)
+    info = json.loads(results.with_name(results.name + ".run.json").read_text())
+    assert info["config"] == str(work / "config.yaml")
+    assert info["settings"]["manifest"] == {"timezone": "Europe/Paris", "dayfirst": True}
+    monkeypatch.chdir(tmp_path)
+    again = run_cli("run", results, "--api-url", sandbox.url, "--quiet")
+    assert again.code == 0, again.out + again.err
+    assert f"with the settings recorded by the run that wrote {results.name}" in again.out
+    assert "read in Europe/Paris" in again.out
+    assert statuses(results_of(again.out)) == ["already_uploaded"] * 3
+    assert len(sandbox.calls()) == 3
+
+
+def test_the_suggested_rerun_repeats_the_config_found_and_the_api(sandbox, env_key, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    manifest = local_time_manifest(work)
+    (work / "audio" / "call1.wav").unlink()  # one row to fix
+    cfg = paris_config(work, tmp_path / "state")
+    monkeypatch.chdir(tmp_path)
+    r = run_cli("run", manifest, "--api-url", sandbox.url, "--quiet")
+    assert r.code == 1
+    nxt = next(line for line in r.out.splitlines() if line.startswith("next: fix what import_error says"))
+    assert f"--config {cfg}" in nxt and f"--api-url {sandbox.url}" in nxt
+
+
+def test_an_incomplete_results_file_is_refused_with_a_complete_command(sandbox, env_key, tmp_path):
+    manifest = write_manifest(tmp_path, n=2, agents=1)
+    cfg = write_config(tmp_path)
+    r = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet")
+    results = results_of(r.out)
+    info_path = results.with_name(results.name + ".run.json")
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "complete": False}))  # as a hard stop leaves it
+    again = run_cli("run", results, "--api-url", sandbox.url, "--quiet")
+    assert again.code == 2
+    assert f"allobrain-import run {manifest.resolve()} --config {cfg} --api-url {info['api']}" in again.err
+
+
+# --- 1. the same recording is uploaded once per campaign ---------------------------------------------
+
+
+def test_the_same_recording_under_another_time_zone_name_or_agent_is_not_sent_twice(sandbox, env_key, tmp_path):
+    work = tmp_path / "work"
+    manifest = local_time_manifest(work)
+    utc = write_config(tmp_path)
+    assert run_cli("run", manifest, "--config", utc, "--api-url", sandbox.url, "--quiet").code == 0
+    # An hour off (another time zone), a copy under another name in another folder, another agent.
+    (tmp_path / "copies").mkdir()
+    (tmp_path / "copies" / "renamed.wav").write_bytes((work / "audio" / "call2.wav").read_bytes())
+    with open(manifest, "a", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerow([str(tmp_path / "copies" / "renamed.wav"), "someone@example.com", "", "1750000000",
+                                 CAMPAIGN, ""])
+    paris = paris_config(tmp_path, tmp_path / "state", name="paris.yaml")
+    r = run_cli("run", manifest, "--config", paris, "--api-url", sandbox.url, "--quiet")
+    assert r.code == 0, r.out + r.err
+    rows = read_results(results_of(r.out))
+    assert [x["import_status"] for x in rows] == ["already_uploaded"] * 4
+    assert "same recording already uploaded to this campaign on " in rows[0]["import_error"]
+    assert "as call0.wav with timestamp 2025-11-24T09:00:00Z" in rows[0]["import_error"]
+    assert "as call2.wav" in rows[3]["import_error"]
+    assert "4 rows not sent: the same recording is already uploaded" in r.out
+    assert len(sandbox.calls()) == 3
+    forced = run_cli("run", manifest, "--config", paris, "--api-url", sandbox.url, "--quiet",
+                     "--allow-same-recording")
+    assert forced.code == 0 and statuses(results_of(forced.out)) == ["uploaded"] * 4
+    assert len(sandbox.calls()) == 7
+
+
+def test_another_recording_of_the_same_size_is_sent(sandbox, env_key, tmp_path):
+    manifest = write_manifest(tmp_path, n=1, agents=1)
+    cfg = write_config(tmp_path)
+    assert run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet").code == 0
+    make_wav(tmp_path / "audio" / "other.wav", seconds=0.5, seed=7)  # same size, other content
+    with open(manifest, "a", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerow(["audio/other.wav", "agent0@example.com", "", "1750000300", CAMPAIGN, ""])
+    r = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet")
+    assert statuses(results_of(r.out)) == ["already_uploaded", "uploaded"]
+    assert len(sandbox.calls()) == 2
+
+
+# --- 4. the ledger, not import_status, decides ---------------------------------------------------------
+
+
+def _edit_results(path: Path, edit) -> None:  # noqa: ANN001 - a function of the rows
+    text = path.read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(text.splitlines()))
+    edit(rows)
+    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_a_reused_template_row_left_uploaded_is_sent(sandbox, env_key, tmp_path):
+    manifest = write_manifest(tmp_path, n=2, agents=1)
+    cfg = write_config(tmp_path)
+    results = results_of(run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet").out)
+    make_wav(tmp_path / "audio" / "new.wav", seconds=0.7, seed=42)
+
+    def reuse(rows):
+        rows[1].update(file_path="audio/new.wav", conversation_timestamp="1750005000")  # status left uploaded
+
+    _edit_results(results, reuse)
+    r = run_cli("run", results, "--config", cfg, "--api-url", sandbox.url, "--quiet")
+    assert r.code == 0, r.out + r.err
+    assert statuses(results_of(r.out)) == ["already_uploaded", "uploaded"]
+    assert sorted(c["file_name"] for c in sandbox.calls()) == ["call0000.wav", "call0001.wav", "new.wav"]
+    assert "every row is uploaded" in r.out
+
+
+def test_a_results_file_from_another_ledger_is_taken_on_its_word_and_said_so(sandbox, env_key, tmp_path):
+    manifest = write_manifest(tmp_path, n=2, agents=1)
+    cfg = write_config(tmp_path)
+    results = results_of(run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet").out)
+    colleague = tmp_path / "colleague"
+    colleague.mkdir()
+    other = write_config(colleague)  # another machine's ledger, empty
+    r = run_cli("run", results, "--config", other, "--api-url", sandbox.url, "--quiet")
+    assert r.code == 0, r.out + r.err
+    rows = read_results(results_of(r.out))
+    assert [x["import_status"] for x in rows] == ["already_uploaded"] * 2
+    assert rows[0]["import_call_id"] and "this ledger has no record of it" in rows[0]["import_error"]
+    assert "2 rows skipped on the results file's word alone" in r.out
+    assert len(sandbox.calls()) == 2
+
+
+def test_a_status_column_of_the_users_own_is_a_validation_error(tmp_path):
+    manifest = write_manifest(tmp_path, n=2, agents=1)
+    text = manifest.read_text().splitlines()
+    lines = [text[0] + ",import_status"] + [line + ",done" for line in text[1:]]
+    manifest.write_text("\n".join(lines) + "\n")
+    r = run_cli("validate", manifest, "--config", write_config(tmp_path))
+    assert r.code == 1
+    assert "row 2, import_status: 'done' is not a status this tool writes (uploaded, already_uploaded, invalid," in r.out
+
+
+# --- 7. SIGTERM and SIGHUP are handled as the first Ctrl-C -------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP")])
+def test_sigterm_and_sighup_finish_in_flight_rows_and_write_everything(tmp_path, sig, code, name):
+    with Sandbox(latency_ms=200, data_dir=tmp_path / "d") as sb:
+        manifest = write_manifest(tmp_path, n=30, agents=1)
+        cfg = write_config(tmp_path)
+        results = tmp_path / "out.csv"
+        cmd = [*child_run_cmd(manifest, cfg, sb.url, results, workers=2), "--summary-json", str(tmp_path / "s.json")]
+        child = stop_child_after_calls(sb, cmd, 4, sig, capture=True)
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == code, out + err
+        assert f"{name}: stopping: in-flight uploads finish" in err
+        assert f"INTERRUPTED ({name})" in out
+        rows = read_results(results)
+        assert len(rows) == 30
+        st = [r["import_status"] for r in rows]
+        assert st.count("uploaded") == len(sb.calls()) and set(st) == {"uploaded", "not_attempted"}
+        assert f"run interrupted ({name})" in rows[-1]["import_error"]
+        summary = json.loads((tmp_path / "s.json").read_text())
+        assert summary["exit_code"] == code and summary["signal"] == sig
+        info = json.loads((tmp_path / "out.csv.run.json").read_text())
+        assert info["complete"] is True
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_says_how_to_pick_up(tmp_path):
+    with Sandbox(latency_ms=3000, data_dir=tmp_path / "d") as sb:
+        manifest = write_manifest(tmp_path, n=10, agents=1)
+        cfg = write_config(tmp_path)
+        cmd = child_run_cmd(manifest, cfg, sb.url, tmp_path / "out.csv", workers=2)
+        child = subprocess.Popen(cmd, env=child_env(sb.api_key), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        deadline = time.monotonic() + 30
+        while not any(q["path"] == "/calls/audio" for q in sb.requests_log()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # the next uploads are in flight (3 s each)
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+        assert child.returncode == 130
+        assert "Ctrl-C again: stopped at once; the calls in flight are unknown until the next run; rerun to send " \
+               f"what is left: allobrain-import run {manifest.absolute()} --config {cfg} --api-url {sb.url}" in err
+
+
+# --- 10, 13, 21. messages that point at the right cause ------------------------------------------------
+
+
+def test_a_bad_flag_value_is_reported_against_the_flag(sandbox, env_key, tmp_path):
+    manifest = write_manifest(tmp_path, n=1)
+    r = run_cli("run", manifest, "--config", write_config(tmp_path), "--api-url", sandbox.url, "--workers", "0")
+    assert r.code == 2
+    assert r.err.strip() == "error: --workers must be a whole number from 1 to 64"
+
+
+def test_a_refused_key_is_not_sent_to_import_error(sandbox, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLOBRAIN_API_KEY", "wrong")
+    r = run_cli("run", write_manifest(tmp_path, n=2), "--config", write_config(tmp_path), "--api-url", sandbox.url,
+                "--quiet")
+    assert r.code == 3
+    assert "next: check the API key (127.0.0.1" in r.out
+    assert "fix what import_error says" not in r.out
+
+
+def test_a_campaign_that_does_not_exist_is_named_in_the_advice(tmp_path, monkeypatch):
+    with Sandbox(campaigns=["aaaaaaaaaaaaaaaaaaaaaaaa"], data_dir=tmp_path / "d") as sb:
+        monkeypatch.setenv("ALLOBRAIN_API_KEY", sb.api_key)
+        r = run_cli("run", write_manifest(tmp_path, n=8, agents=1), "--config", write_config(tmp_path),
+                    "--api-url", sb.url, "--quiet", "--workers", "1")
+    assert r.code == 1
+    assert f"next: campaign {CAMPAIGN} answered not found at 127.0.0.1" in r.out
+
+
+def test_a_yaml_error_is_one_line_with_its_place(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("upload:\n  workers: [4\n")
+    r = run_cli("validate", write_manifest(tmp_path, n=1), "--config", cfg)
+    assert r.code == 2
+    assert len(r.err.strip().splitlines()) == 1
+    assert "is not valid YAML: line 3, column 1:" in r.err
