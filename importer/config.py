@@ -34,6 +34,7 @@ class ManifestConfig:
     encoding: str = "auto"
     delimiter: str = "auto"  # "auto" or the delimiter character itself
     sheet: str | None = None
+    header_row: int | str = "auto"  # "auto" (the first of the first 20 rows holding the headers) or a row
     timezone: str = "UTC"
     dayfirst: bool = True
 
@@ -257,6 +258,10 @@ def _coerce(dotted: str, f: dataclasses.Field[Any], raw: Any, source: str) -> An
         if key not in DELIMITERS:
             raise ConfigError(f"{source}: '{dotted}' must be one of auto, ',', ';', tab (got {raw!r})")
         return DELIMITERS[key]
+    if dotted == "manifest.header_row":
+        if raw == "auto" or (isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1):
+            return raw
+        raise ConfigError(f"{source}: '{dotted}' must be auto or a row number from 1 (got {raw!r})")
     if dotted == "manifest.encoding":
         if not isinstance(raw, str) or raw.lower() not in ENCODINGS:
             raise ConfigError(f"{source}: '{dotted}' must be one of {', '.join(ENCODINGS)} (got {raw!r})")

@@ -98,6 +98,8 @@ def reading_lines(cfg: Config, origin: str, vm: ValidatedManifest | None = None)
 
         span = f"; calls from {time_span(vm.calls, zone)}"
     lines.append(f"times without an offset are read in {zone} ({order}){span}")
+    if vm is not None:
+        lines += [f"note: {note}" for note in vm.loaded.notes]
     return lines
 
 

@@ -21,9 +21,11 @@ import pandas as pd
 
 from ..config import Config
 from ..errors import ManifestError
+from .header import find_header
 from .model import LoadedManifest, Problem, header_key
 from .read_csv import RawTable, read_csv_table
 from .read_xlsx import read_xlsx_table
+from .sheet_checks import sheet_problems
 
 XLSX_SUFFIXES = frozenset({".xlsx", ".xlsm"})
 _MAX_LISTED = 10  # NUL warnings listed per column
@@ -91,7 +93,9 @@ def _column_name(position: int) -> str:
 
 def _finish(path: Path, table: RawTable, cfg: Config) -> LoadedManifest:
     """Shared by CSV and XLSX: header checks, blank rows, import_* columns, required columns."""
+    table, header_note = find_header(table, cfg, required_fields(cfg), path.name)
     lines, header_row = table.lines, table.header_row
+    where = f"{path.name}, {table.sheet}" if table.sheet else path.name
     warnings: list[Problem] = []
     if table.torn is not None:
         # Named after the first column the torn line does not reach.
@@ -103,6 +107,7 @@ def _finish(path: Path, table: RawTable, cfg: Config) -> LoadedManifest:
     headers = [h.replace("\x00", "") for h in table.headers]
     if table.has_nul:
         data = _strip_nul(data, headers, lines, warnings)
+    by_position = list(headers)  # every column's header, by position (the sheet's layout speaks in positions)
     # Columns without a header: dropped when empty (Excel's trailing delimiters), refused when not.
     keep: list[int] = []
     for j, header in enumerate(headers):
@@ -112,8 +117,10 @@ def _finish(path: Path, table: RawTable, cfg: Config) -> LoadedManifest:
         filled = np.flatnonzero(_non_blank(data[j])) if len(data) else np.array([], dtype=np.int64)
         if len(filled):
             raise ManifestError(
-                f"{path.name}: column {_column_name(j)} has values but no header (first at row "
+                f"{where}: column {_column_name(j)} has values but no header (first at row "
                 f"{int(lines[filled[0]])}); give it a header (it becomes a metadata key) or delete the column"
+                + ("" if header_row > 1 or cfg.manifest.header_row != "auto" else
+                   "; if the headers are not on the first row, set manifest.header_row")
             )
     data = data[keep]
     headers = [headers[j] for j in keep]
@@ -130,7 +137,7 @@ def _finish(path: Path, table: RawTable, cfg: Config) -> LoadedManifest:
             seen[key] = j
     if duplicates:
         raise ManifestError(
-            f"{path.name}: duplicate column headers (compared ignoring case and spaces): "
+            f"{where}: duplicate column headers (compared ignoring case and spaces): "
             + ", ".join(duplicates)
             + "; rename or delete one of each"
         )
@@ -152,7 +159,12 @@ def _finish(path: Path, table: RawTable, cfg: Config) -> LoadedManifest:
     if import_columns is not None and table.torn is not None and len(lines) and lines[-1] == table.torn[0]:
         import_columns, row_errors = _distrust_torn_row(import_columns, headers, is_import, table.torn[1])
     frame = data[original] if import_headers else data
-    _check_required(path, original, cfg)
+    _check_required(where, original, cfg)
+    if table.layout is not None:
+        more_warnings, more_errors = sheet_problems(table.layout, table.sheet_name or "", lines, header_row,
+                                                    by_position, set(keep))
+        warnings += more_warnings
+        row_errors += more_errors
     if warnings:
         kept_rows = set(lines.tolist())  # a row that was blank apart from NULs is skipped: so is its warning
         warnings = [w for w in warnings if w.row in kept_rows or w.row <= header_row]
@@ -168,6 +180,7 @@ def _finish(path: Path, table: RawTable, cfg: Config) -> LoadedManifest:
         warnings=tuple(warnings),
         header_row=header_row,
         row_errors=row_errors,
+        notes=(header_note,) if header_note else (),
     )
 
 
@@ -236,7 +249,7 @@ def _strip_nul(
     return data
 
 
-def _check_required(path: Path, headers: list[str], cfg: Config) -> None:
+def _check_required(where: str, headers: list[str], cfg: Config) -> None:
     present = {header_key(h) for h in headers}
     missing = [f for f in required_fields(cfg) if header_key(field_header(cfg, f)) not in present]
     if not missing:
@@ -253,7 +266,7 @@ def _check_required(path: Path, headers: list[str], cfg: Config) -> None:
     if len(headers) == 1 and any(c in headers[0] for c in "|,;\t"):
         hint = " The header reads as a single column: set manifest.delimiter if the file uses another one."
     raise ManifestError(
-        f"{path.name}: missing required column(s): {', '.join(parts)}. Headers found: {found}. "
+        f"{where}: missing required column(s): {', '.join(parts)}. Headers found: {found}. "
         "Rename the column in the file, or map it in config.yaml under columns: (e.g. columns.file_path: "
         f"<your header>).{hint}"
     )

@@ -46,6 +46,7 @@ class LoadedManifest:
     # and the identity of the ledger that run used (its `uploaded` claims are checked against that ledger).
     base_dir: str | None = None
     results_ledger: str | None = None
+    notes: tuple[str, ...] = ()  # what reading did that people should know (title rows skipped above the header)
 
     @property
     def n_rows(self) -> int:

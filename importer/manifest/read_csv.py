@@ -20,11 +20,15 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ManifestError
+
+if TYPE_CHECKING:
+    from .xlsx_layout import SheetLayout
 
 CANDIDATE_DELIMITERS = (",", ";", "\t")
 DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab"}
@@ -45,6 +49,9 @@ class RawTable:
     encoding: str
     torn: tuple[int, int] | None = None  # a torn last line: (its spreadsheet row, the cells it has)
     has_nul: bool = False
+    sheet: str | None = None  # XLSX: "sheet 'Calls' (the workbook's other sheets: ...)", for messages
+    sheet_name: str | None = None
+    layout: SheetLayout | None = None  # XLSX: hidden rows, merged ranges, formulas never calculated
 
 
 def read_csv_table(path: Path, encoding: str, delimiter: str) -> RawTable:
@@ -349,7 +356,9 @@ def _parse_with_csv_module(
             if any(cell.strip() for cell in record[width:]):
                 too_long.append(f"row {header_row + i} has {len(record)} cells")
             max_width = max(max_width, len(record))
-    if too_long:
+    # A single-cell first line above wider rows is a title line ("Export des appels"): the rows are padded
+    # and the header row is looked for below it (header.py).
+    if too_long and width > 1:
         listed = "; ".join(too_long[:_MAX_LISTED]) + (
             f"; and {len(too_long) - _MAX_LISTED} more" if len(too_long) > _MAX_LISTED else ""
         )
