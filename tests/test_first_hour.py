@@ -302,3 +302,47 @@ def test_a_yaml_error_is_one_line_with_its_place(tmp_path):
     assert r.code == 2
     assert len(r.err.strip().splitlines()) == 1
     assert "is not valid YAML: line 3, column 1:" in r.err
+
+
+# --- 11, 12, 14. cells as Excel and people damage them --------------------------------------------------
+
+
+def _one_column_manifest(tmp_path: Path, column: str, values: list[str]) -> Path:
+    rows = []
+    for i, value in enumerate(values):
+        make_wav(tmp_path / "audio" / f"v{i}.wav", seconds=1.5, seed=i)
+        row = {"file_path": f"audio/v{i}.wav", "agent_email": "a@example.com", "agent_name": "A",
+               "conversation_timestamp": "1750000000", "campaign_id": CAMPAIGN, "site": ""}
+        row[column] = value
+        rows.append(row)
+    path = tmp_path / "m.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=HEADERS)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_excel_damaged_timestamps_say_what_excel_meant(tmp_path):
+    m = _one_column_manifest(tmp_path, "conversation_timestamp",
+                             ["45982.395833", "1.73573E+12", "1735725600,0", "24/11/25 09:30"])
+    r = run_cli("validate", m, "--config", write_config(tmp_path))
+    assert r.code == 1
+    assert ("row 2, conversation_timestamp: an Excel date serial ('45982.395833' = 2025-11-21 09:30): format the "
+            "column as a date or as text in Excel") in r.out
+    assert "row 3, conversation_timestamp: a number Excel shortened to scientific notation ('1.73573E+12'" in r.out
+    assert "row 4, conversation_timestamp: a number with a decimal part added by Excel ('1735725600,0' = " \
+           "2025-01-01T10:00:00Z)" in r.out
+    assert "row 5" not in r.out  # LibreOffice's French short date, two-digit year: 2025
+    assert "4 rows: 1 valid, 3 invalid" in r.out
+
+
+def test_campaign_ids_no_campaign_has_are_errors_and_odd_ones_warnings(tmp_path):
+    m = _one_column_manifest(tmp_path, "campaign_id", ["../../etc", "camp aign", "665dc5c57275b74ce35c03zz", CAMPAIGN])
+    r = run_cli("validate", m, "--config", write_config(tmp_path))
+    assert r.code == 1
+    assert "row 2, campaign_id: '../../etc' is not a campaign id: ids are letters and digits" in r.out
+    assert "row 3, campaign_id: 'camp aign' is not a campaign id" in r.out
+    assert "warning: row 4, campaign_id: '665dc5c57275b74ce35c03zz' does not look like an AlloBrain campaign id" in r.out
+    assert "row 5" not in r.out
+    assert "4 rows: 2 valid, 2 invalid, 1 warning" in r.out

@@ -4,6 +4,7 @@ dates that spreadsheets write, with the time zone that times without an offset a
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -23,7 +24,7 @@ _ISO = rf"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}(?:[T ]{_TIME}{_OFFSET}?)?$"
 _ISO_WITH_OFFSET = rf"[T ]{_TIME}{_OFFSET}$"
 # Day/month/year (or month/day/year) with one separator used twice, and an optional time.
 _DMY = (
-    r"^([0-9]{1,2})([/.\-])([0-9]{1,2})\2([0-9]{4})"
+    r"^([0-9]{1,2})([/.\-])([0-9]{1,2})\2([0-9]{4}|[0-9]{2})"
     r"(?:[ T]+([0-9]{1,2})[:hH]([0-9]{2})(?::([0-9]{2}))?)?$"
 )
 # Year first with slashes (yyyy/mm/dd), which some Excel locales write.
@@ -78,7 +79,8 @@ def parse_timestamps(
         _parse_components(values, ymd, _YMD, (0, 1, 2), None, tz, timezone, seconds, errors)
         pending &= ~ymd
     for i in np.flatnonzero(pending):
-        errors[i] = f"not a date/time this tool can read: {show(values.iat[i])} ({_TS_HINT})"
+        errors[i] = _excel_damage(values.iat[i]) or (
+            f"not a date/time this tool can read: {show(values.iat[i])} ({_TS_HINT})")
 
     # Range checks on everything that parsed.
     ok = present & (errors == "")
@@ -129,10 +131,48 @@ def _parse_numbers(values: pd.Series, mask: np.ndarray, seconds: np.ndarray, err
         seconds[idx[as_seconds]] = digits[as_seconds].astype(np.int64).to_numpy()
     if as_millis.any():
         seconds[idx[as_millis]] = digits[as_millis].astype(np.int64).to_numpy() // 1000
+    # 36526 to 73050 is 2000-01-01 to 2099-12-31 as an Excel date serial (days since 1899-12-30, the
+    # fraction being the time of day): a date column Excel exported as a number.
+    serial = np.flatnonzero(lengths == 5)
+    for k in serial:
+        message = _excel_damage(subset.iat[k])
+        if message:
+            errors[idx[k]] = message
     for k in np.flatnonzero(~(as_seconds | as_millis)):
         errors[idx[k]] = (
             f"{show(subset.iat[k])} has {lengths[k]} digits: Unix seconds have 10 digits and milliseconds 13"
         )
+
+
+_SCIENTIFIC = re.compile(r"^([0-9](?:[.,][0-9]+)?)[eE]\+?([0-9]{1,2})$")
+_DECIMAL_COMMA = re.compile(r"^([0-9]{9,13}),0+$")
+_EXCEL_HINT = "format the column as text (or as a number with no decimals) in Excel, then export again"
+
+
+def _excel_damage(value: str) -> str | None:
+    """A message for a time Excel damaged on its way out, showing what it meant; None if it is not one."""
+    text = value.strip()
+    m = re.fullmatch(r"([0-9]{5})(?:[.,]([0-9]+))?", text)
+    if m and 36526 <= int(m.group(1)) <= 73050:
+        days = float(f"{m.group(1)}.{m.group(2) or 0}")
+        meant = dt.datetime(1899, 12, 30) + dt.timedelta(days=days)
+        meant = (meant + dt.timedelta(seconds=30)).replace(second=0, microsecond=0)  # serials round to the minute
+        return (f"an Excel date serial ({show(text)} = {meant:%Y-%m-%d %H:%M}): format the column as a date or as "
+                "text in Excel, then export again")
+    m = _SCIENTIFIC.match(text)
+    if m:
+        number = float(m.group(1).replace(",", ".")) * 10 ** int(m.group(2))
+        seconds = number / 1000 if number >= 1e11 else number
+        about = _utc_text(int(seconds)) if 0 < seconds < 1e11 else "?"
+        return (f"a number Excel shortened to scientific notation ({show(text)}, about {about}): its last digits "
+                f"are lost; {_EXCEL_HINT}")
+    m = _DECIMAL_COMMA.match(text)
+    if m:
+        digits = m.group(1)
+        seconds = int(digits) // 1000 if len(digits) >= 12 else int(digits)
+        return (f"a number with a decimal part added by Excel ({show(text)} = {_utc_text(seconds)}): {_EXCEL_HINT}, "
+                "or remove the ',0'")
+    return None
 
 
 def _parse_iso(
@@ -176,6 +216,7 @@ def _parse_components(
     parts.columns = range(6)
     numbers = parts.apply(pd.to_numeric, errors="coerce")
     year, month, day = numbers[order[0]], numbers[order[1]], numbers[order[2]]
+    year = year.where(year >= 100, year + 2000)  # 24/11/25: two-digit years are 20yy (LibreOffice's French short date)
     comp = pd.DataFrame(
         {
             "year": year,

@@ -8,6 +8,7 @@ carried over untouched: not validated, not counted as invalid.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
@@ -90,6 +91,7 @@ def validate_manifest(
         column_of("campaign_id"),
         MISSING + ": fill the cell, or set campaign_id in config.yaml (or --campaign-id)",
     )
+    _check_campaign_ids(campaign, issues, column_of("campaign_id"))
 
     path_code, infos = _check_files(loaded, file_v, active, cfg, issues, column_of("file_path"))
     meta_values = _check_metadata(frame, cols, cfg, active, issues, shown)
@@ -161,6 +163,31 @@ def _campaigns(cells: pd.Series | None, cfg: Config, n: int) -> np.ndarray:
     if default:
         campaign[campaign == ""] = default
     return campaign
+
+
+_CAMPAIGN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+_VENDOR_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def campaign_id_problem(value: str) -> tuple[str, str] | None:
+    """(severity, message) for a campaign id no campaign has (an error) or one unlike the vendor's ids (24
+    hexadecimal characters such as 665dc5c57275b74ce35c03ab: a warning); None when it looks right."""
+    if _CAMPAIGN_CHARS.fullmatch(value) is None:
+        return "error", (f"{show(value)} is not a campaign id: ids are letters and digits (like "
+                         "665dc5c57275b74ce35c03ab), without spaces, slashes or other signs")
+    if _VENDOR_ID.fullmatch(value) is None:
+        return "warning", (f"{show(value)} does not look like an AlloBrain campaign id (24 hexadecimal characters, "
+                           "like 665dc5c57275b74ce35c03ab): check it, or the API will answer not found")
+    return None
+
+
+def _check_campaign_ids(campaign: np.ndarray, issues: Issues, column: str) -> None:
+    """Checked once per distinct id."""
+    codes, uniques = pd.factorize(campaign)
+    for k, value in enumerate(uniques.tolist()):
+        found = campaign_id_problem(value) if value else None
+        if found:
+            issues.add(codes == k, column, found[1], found[0])  # type: ignore[arg-type]
 
 
 def _check_files(

@@ -59,7 +59,7 @@ def audio(tmp_path: Path) -> Path:
 
 
 def row(file: str = "audio/a.wav", email: str = "jean.dupont@x.fr", name: str = "Jean Dupont",
-        ts: str = str(T), campaign: str = "c1") -> list[str]:  # fmt: skip
+        ts: str = str(T), campaign: str = "665dc5c57275b74ce35c0c01") -> list[str]:  # fmt: skip
     return [file, email, name, ts, campaign]
 
 
@@ -68,7 +68,7 @@ def row(file: str = "audio/a.wav", email: str = "jean.dupont@x.fr", name: str = 
 
 def test_valid_rows_become_calls(tmp_path, audio):
     vm = validate(
-        tmp_path, [row(), row("audio/b.wav", " Marie@X.fr ", "", "2025-11-25T14:31:00+01:00", "c2")]
+        tmp_path, [row(), row("audio/b.wav", " Marie@X.fr ", "", "2025-11-25T14:31:00+01:00", "665dc5c57275b74ce35c0c02")]
     )
     assert vm.problems == []
     assert (vm.n_rows, vm.n_valid, vm.n_invalid, vm.n_warnings) == (2, 2, 0, 0)
@@ -83,7 +83,7 @@ def test_valid_rows_become_calls(tmp_path, audio):
         agent_email="jean.dupont@x.fr",
         agent_name="Jean Dupont",
         timestamp=T,
-        campaign_id="c1",
+        campaign_id="665dc5c57275b74ce35c0c01",
         metadata=(),
         prior_status=None,
         duration=None,
@@ -92,7 +92,7 @@ def test_valid_rows_become_calls(tmp_path, audio):
         "marie@x.fr",
         "Marie",
         T + 60,
-        "c2",
+        "665dc5c57275b74ce35c0c02",
     )
     assert vm.agents == {"jean.dupont@x.fr": "Jean Dupont", "marie@x.fr": "Marie"}
     assert vm.total_bytes == first.file_size + second.file_size
@@ -114,7 +114,7 @@ def test_first_and_last_name_columns(tmp_path, audio):
         "conversation_timestamp",
         "campaign_id",
     ]
-    vm = validate(tmp_path, [["audio/a.wav", "j@x.fr", " Jean ", "Dupont", str(T), "c1"]], header)
+    vm = validate(tmp_path, [["audio/a.wav", "j@x.fr", " Jean ", "Dupont", str(T), "665dc5c57275b74ce35c0c01"]], header)
     assert vm.agents == {"j@x.fr": "Jean Dupont"}
 
 
@@ -140,15 +140,15 @@ def test_required_fields_missing(tmp_path, audio):
 
 def test_default_campaign_fills_empty_cells_only(tmp_path, audio):
     vm = validate(
-        tmp_path, [row(campaign=""), row(campaign="c7", ts=str(T + 1))], cfg=Config(campaign_id="c9")
+        tmp_path, [row(campaign=""), row(campaign="665dc5c57275b74ce35c0c07", ts=str(T + 1))], cfg=Config(campaign_id="665dc5c57275b74ce35c0c09")
     )
-    assert [c.campaign_id for c in vm.calls] == ["c9", "c7"]
+    assert [c.campaign_id for c in vm.calls] == ["665dc5c57275b74ce35c0c09", "665dc5c57275b74ce35c0c07"]
 
 
 def test_no_campaign_column_with_a_default(tmp_path, audio):
     header = HEADER[:4]
-    vm = validate(tmp_path, [row()[:4]], header, Config(campaign_id="c9"))
-    assert vm.calls[0].campaign_id == "c9"
+    vm = validate(tmp_path, [row()[:4]], header, Config(campaign_id="665dc5c57275b74ce35c0c09"))
+    assert vm.calls[0].campaign_id == "665dc5c57275b74ce35c0c09"
 
 
 def test_columns_use_the_manifest_headers_in_messages(tmp_path, audio):
@@ -288,7 +288,7 @@ def test_duplicates_name_the_first_row(tmp_path, audio):
         row(ts="2025-11-25T14:30:00+01:00"),  # same second, other notation
         row(email="JEAN.DUPONT@x.fr "),  # same agent after normalisation
         row("./audio/a.wav"),  # same file after resolution
-        row(campaign="c2"),  # other campaign: not a duplicate
+        row(campaign="665dc5c57275b74ce35c0c02"),  # other campaign: not a duplicate
         row("audio/b.wav"),  # other file
         row(ts=str(T + 1)),  # other second
     ]
@@ -481,9 +481,9 @@ def test_a_copy_of_a_recording_in_another_folder_is_a_duplicate(tmp_path):
     (tmp_path / "b" / "x.wav").write_bytes((tmp_path / "a" / "x.wav").read_bytes())
     (tmp_path / "m.csv").write_text(
         "file_path,agent_email,conversation_timestamp,campaign_id\n"
-        "a/x.wav,a@example.com,1750000000,c1\n"
-        "b/x.wav,a@example.com,1750000000,c1\n"
-        "b/x.wav,a@example.com,1750000060,c1\n",
+        "a/x.wav,a@example.com,1750000000,665dc5c57275b74ce35c0c01\n"
+        "b/x.wav,a@example.com,1750000000,665dc5c57275b74ce35c0c01\n"
+        "b/x.wav,a@example.com,1750000060,665dc5c57275b74ce35c0c01\n",
         encoding="utf-8",
     )
     vm = validate_manifest(load_manifest(tmp_path / "m.csv", Config()), Config())
