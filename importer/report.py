@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from .manifest import CallRow, ValidatedManifest
 from .plan import Plan
 from .results import STATUSES
-from .runner import RunSummary
+from .run_state import RunSummary
 
 MAX_AGENTS_LISTED = 20
 
@@ -160,9 +160,12 @@ def summary_dict(s: RunSummary) -> dict[str, Any]:
 
 
 def fmt_bytes(n: int) -> str:
+    """Decimal units throughout (as the MB/s figures): kB, MB, GB."""
     if n >= 1e9:
         return f"{n / 1e9:.2f} GB"
-    return f"{n / 1e6:.1f} MB"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.0f} kB"
 
 
 def fmt_duration(seconds: float) -> str:

@@ -74,6 +74,34 @@ def default_results_path(manifest: Path, is_results: bool, now: datetime | None 
     return path
 
 
+RESULTS_SUFFIXES = (".csv",)  # what this tool can write
+
+
+def check_results_path(path: Path, flag: str = "--results") -> None:
+    """Refuse a results path the tool cannot write, or one that would overwrite something that is not a
+    results file of this tool (a recording, a config, someone's spreadsheet)."""
+    if path.suffix.lower() not in RESULTS_SUFFIXES:
+        raise UsageError(f"{flag} {path}: results are written as {' or '.join(RESULTS_SUFFIXES)} files; choose a "
+                         f"name ending in {RESULTS_SUFFIXES[0]}")
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise UsageError(f"{flag} {path} is not a file; choose another path")
+    if not _is_results_file(path):
+        raise UsageError(f"{flag} {path} exists and is not a results file written by this tool: it would be "
+                         "overwritten; choose another path (or move the file)")
+
+
+def _is_results_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64 * 1024)
+    except OSError:
+        return False
+    first = head.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").lower()
+    return all(column in first for column in IMPORT_COLUMNS)
+
+
 class ResultsWriter:
     """Thread-safe ordered writer. `rows` yields each manifest row's original cells in order."""
 

@@ -11,9 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
 
 from . import runinfo
 from .client import ApiClient, Attempted, RateLimiter
@@ -21,81 +20,17 @@ from .config import Config
 from .errors import UsageError
 from .guards import CampaignGuard, ReachabilityGuard
 from .ledger import FAILED, UNKNOWN, UPLOADED, Ledger
-from .manifest import CallRow, ValidatedManifest, manifest_bases
+from .manifest import CallRow, LoadedManifest, ValidatedManifest, manifest_bases
 from .plan import UNKNOWN_HINT, Plan, call_key, make_plan
 from .policy import Verdict, mentions_campaign
 from .results import Outcome, ResultsWriter, finished_now
+from .run_state import NoProgress, Progress, RunSummary, StopSignal
 from .runinfo import RunInfo
 from .safety import canonical_api
 
 log = logging.getLogger("importer.run")
 
-class Progress(Protocol):
-    def start(self, phase: str, total: int) -> None: ...
-    def advance(self, phase: str, n: int = 1, nbytes: int = 0) -> None: ...
-    def finish(self, phase: str) -> None: ...
-
-
-class NoProgress:
-    def start(self, phase: str, total: int) -> None:
-        pass
-
-    def advance(self, phase: str, n: int = 1, nbytes: int = 0) -> None:
-        pass
-
-    def finish(self, phase: str) -> None:
-        pass
-
-
-@dataclass
-class RunSummary:
-    results_path: Path
-    counts: dict[str, int]
-    total_rows: int
-    elapsed: float = 0.0
-    upload_seconds: float = 0.0
-    uploaded_bytes: int = 0
-    agents_needed: int = 0
-    agents_invited: int = 0
-    agents_known: int = 0
-    agents_failed: dict[str, str] = field(default_factory=dict)
-    recovered_unknown: int = 0
-    same_recording: int = 0  # already uploaded to their campaign under another key (not sent again)
-    file_word: int = 0  # skipped because the results file said uploaded, unknown to this ledger
-    campaigns_stopped: dict[str, str] = field(default_factory=dict)  # campaign -> "not found" reason
-    api_url: str = ""
-    auth_error: str | None = None
-    halted: str | None = None  # the run stopped itself (the API unreachable)
-    interrupted: bool = False
-    signum: int | None = None  # the signal that interrupted it (SIGINT 2, SIGHUP 1, SIGTERM 15)
-
-    @property
-    def exit_code(self) -> int:
-        if self.auth_error:
-            return 3
-        if self.interrupted:
-            return 128 + (self.signum or 2)
-        done = self.counts.get("uploaded", 0) + self.counts.get("already_uploaded", 0)
-        return 0 if done == self.total_rows else 1
-
-
-class StopSignal:
-    """Set by the CLI on Ctrl-C, SIGTERM or SIGHUP (`signum`), or by the run itself: nothing new starts,
-    in-flight requests finish."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signum: int | None = None  # the signal that asked first, if one did
-
-    def request(self, signum: int | None = None) -> None:
-        if not self.event.is_set() and signum is not None:
-            self.signum = signum
-        self.event.set()
-
-    @property
-    def requested(self) -> bool:
-        return self.event.is_set()
-
+__all__ = ["ImportRun", "NoProgress", "Progress", "RunSummary", "StopSignal", "run_import"]
 
 class ImportRun:
     def __init__(self, vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, ledger: Ledger,
@@ -346,6 +281,17 @@ class ImportRun:
             self.stop.request()
 
 
+def _row_numbers(loaded: LoadedManifest) -> list[int]:
+    """import_row of each row: its row in the first manifest, kept through reruns of results files."""
+    numbers = [int(n) for n in loaded.line_numbers]
+    imports = loaded.import_columns
+    if imports is not None and "import_row" in imports.columns:
+        for i, cell in enumerate(imports["import_row"].fillna("").astype(str).str.strip().tolist()):
+            if cell.isdigit() and cell.isascii():
+                numbers[i] = int(cell)
+    return numbers
+
+
 def _signal_name(signum: int | None) -> str:
     return {1: "SIGHUP", 15: "SIGTERM"}.get(signum or 2, "Ctrl-C")
 
@@ -376,7 +322,7 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
                    settings=cfg.recorded())
     with Ledger(state_dir, api) as ledger:
         info = replace(info, ledger=ledger.ledger_id)
-        writer = ResultsWriter(results_path, loaded.headers, loaded.delimiter, rows, list(loaded.line_numbers))
+        writer = ResultsWriter(results_path, loaded.headers, loaded.delimiter, rows, _row_numbers(loaded))
         try:
             runinfo.write(results_path, info)
             if on_writer:

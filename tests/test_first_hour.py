@@ -346,3 +346,125 @@ def test_campaign_ids_no_campaign_has_are_errors_and_odd_ones_warnings(tmp_path)
     assert "warning: row 4, campaign_id: '665dc5c57275b74ce35c03zz' does not look like an AlloBrain campaign id" in r.out
     assert "row 5" not in r.out
     assert "4 rows: 2 valid, 2 invalid, 1 warning" in r.out
+
+
+# --- 9. --results never overwrites what is not a results file ----------------------------------------
+
+
+def test_results_refuses_other_files_and_other_formats(sandbox, env_key, tmp_path):
+    manifest = write_manifest(tmp_path, n=1)
+    cfg = write_config(tmp_path)
+    recording = tmp_path / "audio" / "call0000.wav"
+    before = recording.read_bytes()
+    for target, message in ((recording, "results are written as .csv files"),
+                            (cfg, "results are written as .csv files"),
+                            (tmp_path / "out.xlsx", "results are written as .csv files"),
+                            (tmp_path / "audio", "results are written as .csv files")):
+        r = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", target)
+        assert r.code == 2 and message in r.err, r.err
+    theirs = tmp_path / "theirs.csv"
+    theirs.write_text("name,amount\nbob,3\n")
+    r = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", theirs)
+    assert r.code == 2 and "exists and is not a results file written by this tool" in r.err
+    assert theirs.read_text() == "name,amount\nbob,3\n" and recording.read_bytes() == before
+    assert sandbox.requests_log() == []
+    ours = tmp_path / "ours.csv"
+    assert run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", ours).code == 0
+    again = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", ours)
+    assert again.code == 0 and statuses(ours) == ["already_uploaded"]  # a results file of ours: replaced
+
+
+# --- 17. paths from another machine, broken links, what is not audio ----------------------------------
+
+
+def test_windows_paths_broken_links_and_non_audio_say_what_they_are(tmp_path):
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "gone.wav").symlink_to(tmp_path / "audio" / "nowhere.wav")
+    (tmp_path / "audio" / "notes.wav").write_bytes(b"%PDF-1.4 not a recording")
+    m = _one_column_manifest(tmp_path, "file_path", [r"C:\calls\a.wav", r"\\server\share\a.wav", "audio/gone.wav",
+                                                     "audio/notes.wav"])
+    r = run_cli("validate", m, "--config", write_config(tmp_path))
+    assert r.code == 1
+    assert r"row 2, file_path: a Windows path on drive C: (C:\calls\a.wav): this machine cannot see it" in r.out
+    assert r"row 3, file_path: a network share path (\\server\share\a.wav): this machine cannot see it" in r.out
+    assert f"row 4, file_path: broken link: {tmp_path / 'audio' / 'gone.wav'} points to " \
+           f"{tmp_path / 'audio' / 'nowhere.wav'}, which does not exist" in r.out
+    assert f"row 5, file_path: not an audio file (content looks like PDF): {tmp_path / 'audio' / 'notes.wav'}" in r.out
+
+
+# --- 20. import_row stays the first manifest's row ----------------------------------------------------
+
+
+def test_a_rerun_keeps_the_original_spreadsheet_row(sandbox, env_key, tmp_path):
+    extra = [{"file_path": "audio/late.wav", "agent_email": "agent0@example.com", "agent_name": "",
+              "conversation_timestamp": "1750009999", "campaign_id": CAMPAIGN, "site": ""}]
+    manifest = write_manifest(tmp_path, n=2, agents=1, extra_rows=extra)
+    text = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([text[0], "", "", *text[1:]]) + "\n")  # blank rows: data on rows 4, 5, 6
+    cfg = write_config(tmp_path)
+    first = results_of(run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet").out)
+    assert [r["import_row"] for r in read_results(first)] == ["4", "5", "6"]
+    make_wav(tmp_path / "audio" / "late.wav", seed=5)
+    second = results_of(run_cli("run", first, "--config", cfg, "--api-url", sandbox.url, "--quiet").out)
+    assert [(r["import_row"], r["import_status"]) for r in read_results(second)] == [
+        ("4", "already_uploaded"), ("5", "already_uploaded"), ("6", "uploaded")]
+
+
+# --- 15. the sandbox's flags and its memory --------------------------------------------------------------
+
+
+def test_bad_sandbox_flags_are_usage_errors_naming_the_flag():
+    for argv, message in ((["--port", "70000"], "--port must be from 1 to 65535"),
+                          (["--port", "-1"], "--port must be from 1 to 65535"),
+                          (["--host", "0.0.0.0"], "would serve the public sandbox key beyond this machine"),
+                          (["--api-key", ""], "--api-key is empty"),
+                          (["--rate-limit", "nan"], "--rate-limit must be a number")):
+        r = run_cli("sandbox", *argv)
+        assert r.code == 2 and message in r.err, (argv, r.err)
+
+
+@pytest.mark.slow
+def test_sigterm_right_after_start_never_leaves_a_temp_folder(tmp_path):
+    import socket
+    import sys
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    for delay in (0.3, 0.6, 1.0, 2.0):  # while importing, while binding, while serving
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        child = subprocess.Popen([sys.executable, "-m", "importer", "sandbox", "--port", str(port)],
+                                 env={**child_env("x"), "TMPDIR": str(temp)}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        child.send_signal(signal.SIGTERM)
+        out, _ = child.communicate(timeout=20)
+        if "serving at" in out:
+            assert child.returncode == 0 and "sandbox stopped" in out
+        left = list(temp.iterdir())
+        assert left == [], f"left behind after a SIGTERM at {delay} s: {left}"
+
+
+def test_a_restarted_sandbox_with_a_data_dir_remembers_agents_and_calls(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    manifest = write_manifest(tmp_path, n=2, agents=1)
+    cfg = write_config(tmp_path)
+    with Sandbox(data_dir=data) as sb:
+        monkeypatch.setenv("ALLOBRAIN_API_KEY", sb.api_key)
+        assert run_cli("run", manifest, "--config", cfg, "--api-url", sb.url, "--quiet").code == 0
+        calls, agents = sb.calls(), sb.agents()
+    with Sandbox(data_dir=data) as again:
+        assert again.calls() == calls and again.agents() == agents
+        import requests
+
+        listed = requests.get(again.url + "/_sandbox/calls", timeout=5).json()
+        assert len(listed if isinstance(listed, list) else listed["calls"]) == 2
+
+
+# --- 21. --traceback anywhere --------------------------------------------------------------------------
+
+
+def test_traceback_is_accepted_after_the_command(tmp_path):
+    r = run_cli("validate", write_manifest(tmp_path, n=1), "--config", write_config(tmp_path), "--traceback")
+    assert r.code == 0, r.err

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for command in COMMANDS:
         command.register(sub)
+    for command_parser in sub.choices.values():  # `run m.csv --traceback` works as well as `--traceback run`
+        command_parser.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                                    help="show a Python traceback on unexpected errors")
     return p
 
 
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.traceback:
             traceback.print_exc()
         else:
-            err(f"unexpected error: {type(exc).__name__}: {exc} (rerun with --traceback for details)")
+            err(f"unexpected error: {type(exc).__name__}: {exc} (add --traceback to the command for details)")
         return 70
 
 

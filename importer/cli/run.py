@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config import DEFAULT_BASE_URL
 from ..errors import UsageError
 from ..ledger import Ledger
-from ..results import default_results_path
+from ..results import check_results_path, default_results_path
 from ..safety import canonical_api, check_base_url
 from .common import (
     api_key_from_env,
@@ -37,24 +38,32 @@ MAX_PROBLEMS_SHOWN_BY_RUN = 30
 
 def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="validate, invite agents, upload calls, write a results CSV")
-    r.add_argument("manifest", type=Path)
-    r.add_argument("--config", type=Path, help="config file (default: ./config.yaml when it exists)")
-    r.add_argument("--results", type=Path, help="results CSV path (default: results/<manifest>-<time>.csv)")
-    r.add_argument("--api-url", help="API base URL (default: api.base_url from config)")
-    r.add_argument("--campaign-id", help="campaign for rows without a campaign_id cell")
-    r.add_argument("--workers", type=int, help="concurrent uploads (upload.workers)")
-    r.add_argument("--max-per-second", type=float, help="request rate limit, 0 = none (upload.max_per_second)")
+    r.add_argument("manifest", type=Path, help="the CSV or XLSX manifest, or a results file to rerun")
+    r.add_argument("--config", type=Path, metavar="PATH",
+                   help="config file (default: the config.yaml beside the manifest, else ./config.yaml, else "
+                        "built-in defaults; a results file reuses the settings its run recorded)")
+    r.add_argument("--results", type=Path, metavar="PATH",
+                   help="results file, .csv (default: results/<manifest>-<time>.csv beside the manifest)")
+    r.add_argument("--api-url", metavar="URL", help=f"API base URL (api.base_url; default {DEFAULT_BASE_URL})")
+    r.add_argument("--campaign-id", metavar="ID",
+                   help="campaign for rows without a campaign_id cell (campaign_id; default none)")
+    r.add_argument("--workers", type=int, metavar="N", help="concurrent uploads (upload.workers; default 8)")
+    r.add_argument("--max-per-second", type=float, metavar="R",
+                   help="requests per second at most, 0 = no limit (upload.max_per_second; default 0)")
     r.add_argument("--dry-run", action="store_true", help="validate and print the plan; send nothing")
     r.add_argument("--retry-unknown", action="store_true", default=None,
-                   help="also resend rows whose earlier outcome was unknown (the server may have them)")
+                   help="also resend rows whose earlier outcome was unknown: the server may have them "
+                        "(upload.retry_unknown; default false)")
     r.add_argument("--allow-same-recording", action="store_true",
                    help="send a recording even when the same recording is already uploaded to the campaign "
                         "under another timestamp, name or agent")
-    r.add_argument("--sandbox", action="store_true", help="import into a built-in sandbox API on loopback")
+    r.add_argument("--sandbox", action="store_true",
+                   help="import into a built-in sandbox API on loopback (no key needed; nothing leaves the machine)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("-v", "--verbose", action="store_true", help="log each request and its outcome to stderr")
-    r.add_argument("--log-file", type=Path, help="write the request log to this file")
-    r.add_argument("--summary-json", type=Path, help="write the final summary as JSON")
+    r.add_argument("--log-file", type=Path, metavar="PATH", help="write the request log to this file")
+    r.add_argument("--summary-json", type=Path, metavar="PATH",
+                   help="write the final summary as JSON (for scripts and schedulers)")
     r.set_defaults(func=cmd_run)
 
 
@@ -67,6 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     api_url = None if args.sandbox else check_base_url(cfg.api.base_url, "--api-url" if args.api_url else "api.base_url")
     if args.results and args.results.resolve() == args.manifest.resolve():
         raise UsageError("--results must not be the manifest itself (it would be overwritten); choose another path")
+    if args.results:
+        check_results_path(args.results)
     vm = load_validated(args, cfg, api=api_url, check_trust=True)
     for line in reading_lines(cfg, origin, vm):
         out(line)

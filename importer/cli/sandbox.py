@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
+import threading
 from pathlib import Path
 from types import FrameType
 
@@ -12,7 +14,8 @@ from .common import out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("sandbox", help="serve a stand-in AlloBrain QM API on loopback")
+    s = sub.add_parser("sandbox", help="serve a stand-in AlloBrain QM API on loopback",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--api-key", help="the key clients must send (default: a fixed sandbox key, printed at start)")
@@ -28,29 +31,47 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    from ..safety import is_loopback_host
     from ..sandbox import SANDBOX_API_KEY, Sandbox
 
-    try:
-        sb = Sandbox(host=args.host, port=args.port, api_key=args.api_key or SANDBOX_API_KEY, campaigns=args.campaign or None,
-                     latency_ms=args.latency_ms, rate_limit=args.rate_limit, fail_rate=args.fail_rate,
-                     drop_rate=args.drop_rate, max_upload_mb=args.max_upload_mb, data_dir=args.data_dir,
-                     seed=args.seed)
-        sb.start()
-    except (ValueError, OSError) as exc:  # a bad setting, or the port is taken
-        raise UsageError(f"sandbox: {exc}") from None
-    out(f"sandbox API serving at {sb.url}")
-    out(f"API key: {sb.api_key}   (export ALLOBRAIN_API_KEY={sb.api_key})")
-    out(f"inspect: {sb.url}/_sandbox/agents  {sb.url}/_sandbox/calls   (Ctrl-C to stop)")
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f"sandbox: --port must be from 1 to 65535 (got {args.port})")
+    if args.api_key is not None and not args.api_key.strip():
+        raise UsageError("sandbox: --api-key is empty; give a key, or leave the flag out for the sandbox key")
+    if not is_loopback_host(args.host) and args.api_key is None:
+        raise UsageError(f"sandbox: --host {args.host} would serve the public sandbox key beyond this machine; "
+                         "give your own --api-key (or keep the default host 127.0.0.1)")
+    for flag, value in (("--rate-limit", args.rate_limit), ("--fail-rate", args.fail_rate),
+                        ("--drop-rate", args.drop_rate), ("--max-upload-mb", args.max_upload_mb)):
+        if not math.isfinite(value):
+            raise UsageError(f"sandbox: {flag} must be a number (got {value})")
 
-    signal.signal(signal.SIGTERM, on_term)  # `kill` stops it as cleanly as Ctrl-C
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # Before anything exists: a SIGTERM right after start still stops cleanly (and removes the temp folder).
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while True:
-            signal.pause()
-    except KeyboardInterrupt:
-        pass
+        try:
+            sb = Sandbox(host=args.host, port=args.port, api_key=args.api_key or SANDBOX_API_KEY,
+                         campaigns=args.campaign or None, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
+                         fail_rate=args.fail_rate, drop_rate=args.drop_rate, max_upload_mb=args.max_upload_mb,
+                         data_dir=args.data_dir, seed=args.seed)
+            sb.start()
+        except (ValueError, OSError, OverflowError) as exc:  # a bad setting, or the port is taken
+            raise UsageError(f"sandbox: {exc}") from None
+        try:
+            out(f"sandbox API serving at {sb.url}")
+            out(f"API key: {sb.api_key}   (export ALLOBRAIN_API_KEY={sb.api_key})")
+            out(f"inspect: {sb.url}/_sandbox/agents  {sb.url}/_sandbox/calls   (Ctrl-C to stop)")
+            while not stop.wait(0.5):
+                pass
+        finally:
+            sb.stop()
     finally:
-        sb.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     out("sandbox stopped")
     return 0

@@ -11,9 +11,12 @@ from .common import config_from, load_validated, out, problem_line, reading_line
 
 def register(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("validate", help="check a manifest without sending anything")
-    v.add_argument("manifest", type=Path)
-    v.add_argument("--config", type=Path, help="config file (default: ./config.yaml when it exists)")
-    v.add_argument("--campaign-id", help="campaign for rows without a campaign_id cell")
+    v.add_argument("manifest", type=Path, help="the CSV or XLSX manifest (or a results file)")
+    v.add_argument("--config", type=Path, metavar="PATH",
+                   help="config file (default: the config.yaml beside the manifest, else ./config.yaml, else "
+                        "built-in defaults)")
+    v.add_argument("--campaign-id", metavar="ID",
+                   help="campaign for rows without a campaign_id cell (campaign_id; default none)")
     v.set_defaults(func=cmd_validate)
 
 

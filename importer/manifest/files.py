@@ -7,6 +7,7 @@ checks run once per distinct resolved path, and in a few threads when the storag
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +58,19 @@ def resolve_cell(cell: str, bases: Sequence[str]) -> str:
     return candidates[0]
 
 
+_WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
+
+
+def windows_path_problem(cell: str) -> str | None:
+    """A Windows drive or network path (C:\\calls\\a.wav, \\\\server\\share\\a.wav) names a disk this machine
+    does not have: say so, rather than 'file not found: <manifest folder>/C:\\calls\\a.wav'."""
+    if os.sep == "\\" or not _WINDOWS_ABSOLUTE.match(cell):
+        return None
+    kind = "a network share path" if cell.startswith("\\\\") else f"a Windows path on drive {cell[0].upper()}:"
+    return (f"{kind} ({cell}): this machine cannot see it; copy the recordings here and give their path "
+            "relative to the manifest's folder (or an absolute path on this machine)")
+
+
 def manifest_bases(manifest: Path, is_results: bool) -> tuple[str, ...]:
     """Where relative file paths of a manifest are looked for. A results CSV is written to `results/`
     below the manifest it came from (or beside the results CSV it reran) and repeats that manifest's
@@ -86,6 +100,12 @@ def check_file(resolved: str, max_bytes: float) -> FileInfo:
     try:
         fd = os.open(resolved, _OPEN_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(resolved):
+            try:
+                target = os.readlink(resolved)
+            except OSError:
+                target = "?"
+            return fail(f"broken link: {resolved} points to {target}, which does not exist")
         return fail(f"file not found: {resolved}")
     except IsADirectoryError:
         return fail(f"not a regular file (a folder): {resolved}")
@@ -122,7 +142,7 @@ def check_file(resolved: str, max_bytes: float) -> FileInfo:
     if kind is None:
         looks = describe_non_audio(head)
         what = f"content looks like {looks}" if looks else "unrecognised content"
-        return fail(f"not an audio file ({what})", size, mtime_ns)
+        return fail(f"not an audio file ({what}): {resolved}", size, mtime_ns)
     path = Path(resolved)
     return FileInfo(path, path.name, size, mtime_ns, kind, "")  # path.name: the same str object as in path
 

@@ -18,7 +18,7 @@ from ..safety import FORMULA_PREFIXES
 from ..statuses import CARRIED_STATUSES, STATUSES
 from .columns import ColumnMap, resolve_columns
 from .fields import as_text, explicit_names, name_from_email, normalize_emails, show
-from .files import FileInfo, check_files, durations, manifest_bases, resolve_cell
+from .files import FileInfo, check_files, durations, manifest_bases, resolve_cell, windows_path_problem
 from .issues import Issues, first_names_by_email, flag_duplicates
 from .load import field_header
 from .model import CallRow, LoadedManifest, ValidatedManifest
@@ -210,6 +210,11 @@ def _check_files(
     path_of_cell, path_uniques = pd.factorize(np.asarray(resolved, dtype=object))
     path_code = path_of_cell[cell_codes] if n else np.zeros(0, dtype=np.int64)
     present = active & (file_v != "")
+    windows = np.array([windows_path_problem(str(c)) or "" for c in cell_uniques], dtype=object)
+    if (windows != "").any():
+        on_row = windows[cell_codes]
+        issues.add(present & (on_row != ""), column, on_row)
+        present &= on_row == ""
     needed = np.zeros(len(path_uniques), dtype=bool)
     needed[path_code[present]] = True
     to_check = np.flatnonzero(needed).tolist()

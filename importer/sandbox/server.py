@@ -17,6 +17,7 @@ model) and `http` (sockets and the request handler).
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import threading
@@ -56,12 +57,16 @@ class Sandbox:
         data_dir: str | Path | None = None,
         seed: int | None = None,
     ) -> None:
-        if latency_ms < 0:
+        if not latency_ms >= 0:  # written so that NaN fails too
             raise ValueError(f"latency_ms must be >= 0, got {latency_ms!r}")
-        if rate_limit < 0:
-            raise ValueError(f"rate_limit must be >= 0, got {rate_limit!r}")
-        if max_upload_mb <= 0:
+        if not (0 <= rate_limit < math.inf):
+            raise ValueError(f"rate_limit must be a number >= 0, got {rate_limit!r}")
+        if not (0 < max_upload_mb < math.inf):
             raise ValueError(f"max_upload_mb must be > 0, got {max_upload_mb!r}")
+        if not (0 <= port <= 65535):
+            raise ValueError(f"port must be from 1 to 65535, got {port!r}")
+        if not api_key:
+            raise ValueError("the API key must not be empty")
         self.host = host
         self.port = port
         self.url = ""
@@ -144,6 +149,7 @@ class Sandbox:
             self._registry.close_all(timeout=5.0)
             if self._thread is not None and self._thread is not threading.current_thread():
                 self._thread.join(5.0)
+            self._store.close()
             if self._data_dir_arg is None and self.data_dir is not None:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -165,6 +171,8 @@ class Sandbox:
                 self.data_dir = self._data_dir_arg
             (self.data_dir / "calls").mkdir(parents=True, exist_ok=True)
             (self.data_dir / "incoming").mkdir(parents=True, exist_ok=True)
+            if self._data_dir_arg is not None:
+                self._store.keep_in(self.data_dir / "sandbox-state.jsonl")
             shown = f"[{self.host}]" if ":" in self.host else self.host
             self.url = f"http://{shown}:{self.port}"
 

@@ -188,9 +188,9 @@ def test_file_rules(tmp_path, audio):
         f"row 2, file_path: file not found: {audio / 'missing.wav'}",
         f"row 3, file_path: not a regular file (a folder): {audio}",
         f"row 4, file_path: file is empty: {audio / 'empty.wav'}",
-        "row 5, file_path: not an audio file (content looks like text)",
-        "row 6, file_path: not an audio file (content looks like PDF)",
-        "row 7, file_path: not an audio file (unrecognised content)",
+        f"row 5, file_path: not an audio file (content looks like text): {audio / 'notes.txt'}",
+        f"row 6, file_path: not an audio file (content looks like PDF): {audio / 'scan.pdf'}",
+        f"row 7, file_path: not an audio file (unrecognised content): {audio / 'blob.bin'}",
     ]
     assert [c.file_path for c in vm.calls] == [audio / "b.wav", audio / "c.mp3"]
     assert vm.calls[1].file_name == "c.mp3"
