@@ -202,7 +202,8 @@ class ImportRun:
         finally:
             slots.release()
             self._finish(call.index, outcome or Outcome("not_attempted", error="internal error before sending"))
-            self.progress.advance("uploads", nbytes=call.file_size if outcome and outcome.status == "uploaded" else 0)
+            if not (self.stop.requested and (outcome is None or outcome.status == "not_attempted")):
+                self.progress.advance("uploads", nbytes=call.file_size if outcome and outcome.status == "uploaded" else 0)
 
     def _record(self, call: CallRow, result: Attempted) -> Outcome:
         key = call_key(call)
