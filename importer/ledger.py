@@ -12,6 +12,7 @@ import functools
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS calls (
     error TEXT,
     updated_at TEXT NOT NULL,
     fingerprint TEXT,
+    uploaded_at REAL,
     PRIMARY KEY (api, campaign_id, agent_email, ts, file_name, file_size)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS agents (
@@ -59,11 +61,19 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 """
-# Ledgers written before the same-recording rule have no fingerprint column: added in place.
+# Ledgers written before the same-recording rule have no fingerprint column: added in place. Those written
+# before the daily quota have no uploaded_at (the Unix time of the `uploaded` mark): added, and filled from
+# the update time of each uploaded row, which is when it was marked.
 _MIGRATIONS = (
-    ("calls", "fingerprint", "ALTER TABLE calls ADD COLUMN fingerprint TEXT"),
+    ("calls", "fingerprint", ("ALTER TABLE calls ADD COLUMN fingerprint TEXT",)),
+    ("calls", "uploaded_at", ("ALTER TABLE calls ADD COLUMN uploaded_at REAL",
+                              "UPDATE calls SET uploaded_at = CAST(strftime('%s', updated_at) AS REAL)"
+                              " WHERE status = 'uploaded'")),
 )
-_INDEXES = "CREATE INDEX IF NOT EXISTS calls_by_size ON calls (api, campaign_id, file_size, status);"
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS calls_by_size ON calls (api, campaign_id, file_size, status);
+CREATE INDEX IF NOT EXISTS calls_uploaded_at ON calls (api, uploaded_at);
+"""
 
 
 
@@ -256,11 +266,13 @@ class Ledger:
                 self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
                 "INSERT INTO calls (api, campaign_id, agent_email, ts, file_name, file_size, status, call_id,"
-                " http_status, error, updated_at, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                " http_status, error, updated_at, fingerprint, uploaded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT DO UPDATE SET status=excluded.status, call_id=excluded.call_id,"
                 " http_status=excluded.http_status, error=excluded.error, updated_at=excluded.updated_at,"
-                " fingerprint=coalesce(excluded.fingerprint, calls.fingerprint)",
-                (self.api, *_key_tuple(key), status, call_id, http_status, error, _now(), fingerprint),
+                " fingerprint=coalesce(excluded.fingerprint, calls.fingerprint), uploaded_at=excluded.uploaded_at",
+                # uploaded_at (Unix time) is set with the `uploaded` mark only: the daily quota counts it.
+                (self.api, *_key_tuple(key), status, call_id, http_status, error, _now(), fingerprint,
+                 time.time() if status == UPLOADED else None),
             )
             if durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
@@ -292,6 +304,20 @@ class Ledger:
         with self._mutex:
             return "fingerprint" in {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
 
+    def count_uploaded_since(self, epoch_seconds: float) -> int:
+        """Calls of this API marked uploaded at or after `epoch_seconds` (Unix time): the daily quota's count."""
+        # A read-only look (a dry run) at a ledger older than uploaded_at reads the update time instead.
+        when = "uploaded_at" if self._has_upload_times else "CAST(strftime('%s', updated_at) AS REAL)"
+        with self._mutex:
+            (n,) = self._db.execute(f"SELECT COUNT(*) FROM calls WHERE api=? AND status=? AND {when} >= ?",
+                                    (self.api, UPLOADED, epoch_seconds)).fetchone()
+        return int(n)
+
+    @functools.cached_property
+    def _has_upload_times(self) -> bool:
+        with self._mutex:
+            return "uploaded_at" in {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+
     def counts(self) -> dict[str, int]:
         with self._mutex:
             rows = self._db.execute("SELECT status, COUNT(*) FROM calls WHERE api=? GROUP BY status", (self.api,))
@@ -313,9 +339,16 @@ class Ledger:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    for table, column, statement in _MIGRATIONS:
+    for table, column, statements in _MIGRATIONS:
         if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
-            db.execute(statement)
+            db.execute("BEGIN IMMEDIATE")  # a column and its backfill land together, or not at all
+            try:
+                for statement in statements:
+                    db.execute(statement)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
     db.executescript(_INDEXES)
     db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('ledger_id', ?)", (uuid.uuid4().hex,))
 
