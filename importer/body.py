@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
@@ -25,10 +25,12 @@ class Keyed(Protocol):
 
 class CountingBody:
     """A streaming request body that remembers how much of itself has been handed to the socket,
-    so a failure can be judged: before the whole body left, the server cannot have taken the call."""
+    so a failure can be judged: before the whole body left, the server cannot have taken the call.
+    `take(n)` (a bandwidth cap, pacing.ByteBucket) holds each slice until its bytes may be sent."""
 
-    def __init__(self, encoder: MultipartEncoder) -> None:
+    def __init__(self, encoder: MultipartEncoder, take: Callable[[int], object] | None = None) -> None:
         self._encoder = encoder
+        self._take = take
         self.len = encoder.len
         self.sent = 0
 
@@ -37,6 +39,8 @@ class CountingBody:
 
     def read(self, size: int = -1) -> bytes:
         chunk = self._encoder.read(size if size and size > 0 else 64 * 1024)
+        if self._take is not None:
+            self._take(len(chunk))
         self.sent += len(chunk)
         return chunk
 

@@ -26,7 +26,7 @@ from requests.adapters import HTTPAdapter
 from requests_toolbelt import MultipartEncoder
 
 from .body import CountingBody, HashingReader, metadata_json, multipart_boundary
-from .policy import Verdict, classify_failure, classify_status, error_message, retry_delay
+from .policy import Verdict, classify_failure, classify_status, error_message, quota_wait, retry_delay
 from .safety import check_base_url, clean_text, redact
 
 log = logging.getLogger("importer.client")
@@ -60,6 +60,7 @@ class Attempted:
     call_id: str | None = None
     interrupted: bool = False  # stopped (Ctrl-C or an auth abort) while waiting to retry: never taken
     fingerprint: str | None = None  # sha256 of the recording as it was sent (the same-recording rule)
+    quota_seconds: float | None = None  # a 429 beyond max_retry_after: the API's quota, open again in this long
 
 
 class RateLimiter:
@@ -111,6 +112,7 @@ class ApiClient:
         limiter: RateLimiter | None = None,
         stop: threading.Event | None = None,
         rng: random.Random | None = None,
+        bandwidth: Callable[[int], object] | None = None,  # a bandwidth cap (pacing.ByteBucket.take)
     ) -> None:
         self.base_url = check_base_url(base_url)
         self._key = api_key
@@ -120,6 +122,7 @@ class ApiClient:
         self.limiter = limiter or RateLimiter(0)
         self.stop = stop or threading.Event()
         self._rng = rng or random.Random()
+        self.bandwidth = bandwidth
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
@@ -201,7 +204,7 @@ class ApiClient:
                 encoder = MultipartEncoder(
                     [("file", (call.file_name, recording, content_type)), *fields_tail], boundary=boundary
                 )
-                body = CountingBody(encoder)
+                body = CountingBody(encoder, self.bandwidth)
                 try:
                     response = session.post(
                         self.base_url + "/calls/audio",
@@ -262,10 +265,11 @@ class ApiClient:
                     if 300 <= status < 400:
                         where = clean_text(redact(response.headers.get("Location", "?"), self._key), 120)
                         message = f"redirect to {where} not followed; check api.base_url"
-                    last = Attempted(verdict, status, message, attempt)
+                    last = Attempted(verdict, status, message, attempt,
+                                     quota_seconds=quota_wait(status, retry_after, max_retry_after=self.max_retry_after))
                 log.info("%s: attempt %d -> HTTP %d in %.2fs", label, attempt, status, time.monotonic() - started)
-            if last.verdict is not Verdict.RETRY:
-                return last
+            if last.verdict is not Verdict.RETRY or last.quota_seconds is not None:
+                return last  # a quota is not retried here: the run's pacer decides (stop, or wait for it)
             if attempt >= self.max_attempts:
                 break
             delay = retry_delay(attempt, retry_after, max_retry_after=self.max_retry_after, rng=self._rng)

@@ -6,6 +6,7 @@ The result is a tree of frozen dataclasses; nothing else in the package reads YA
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -75,6 +76,11 @@ class UploadConfig:
     max_file_mb: float = 2048.0
     retry_unknown: bool = False
     max_retry_after_seconds: float = 120.0
+    # Pacing (see pacing/): a rolling daily quota, a bandwidth cap, sending hours, and waiting for them.
+    max_per_day: int = 0
+    max_mb_per_second: float = 0.0
+    hours: str | None = None
+    wait: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,6 +268,11 @@ def _coerce(dotted: str, f: dataclasses.Field[Any], raw: Any, source: str) -> An
         if raw == "auto" or (isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1):
             return raw
         raise ConfigError(f"{source}: '{dotted}' must be auto or a row number from 1 (got {raw!r})")
+    if dotted == "upload.hours":
+        if raw is not None and not isinstance(raw, str):
+            raise ConfigError(f"{source}: '{dotted}' must be text such as \"19:00-07:30\" (quoted), or null "
+                              f"(got {raw!r})")
+        return raw
     if dotted == "manifest.encoding":
         if not isinstance(raw, str) or raw.lower() not in ENCODINGS:
             raise ConfigError(f"{source}: '{dotted}' must be one of {', '.join(ENCODINGS)} (got {raw!r})")
@@ -317,6 +328,9 @@ def _check_ranges(cfg: Config, flags: dict[str, str] | None = None) -> None:
         (u.connect_timeout_seconds > 0, "upload.connect_timeout_seconds", "a positive number of seconds"),
         (u.max_file_mb > 0, "upload.max_file_mb", "a positive number of megabytes"),
         (u.max_retry_after_seconds >= 0, "upload.max_retry_after_seconds", "0 or more seconds"),
+        (u.max_per_day >= 0, "upload.max_per_day", "0 (no quota) or a positive whole number"),
+        (u.max_mb_per_second >= 0 and math.isfinite(u.max_mb_per_second), "upload.max_mb_per_second",
+         "0 (no cap) or a positive number of MB/s"),
         (1 <= cfg.agents.workers <= 32, "agents.workers", "a whole number from 1 to 32"),
         (bool(cfg.api.api_key_env.strip()), "api.api_key_env", "the name of an environment variable"),
     ]
@@ -332,6 +346,13 @@ def _check_ranges(cfg: Config, flags: dict[str, str] | None = None) -> None:
             f"{src}: 'manifest.timezone' is not a known time zone: {cfg.manifest.timezone!r} "
             "(use an IANA name such as Europe/Paris or UTC)"
         ) from None
+    if u.hours is not None:
+        from .pacing import HoursError, parse_hours
+
+        try:
+            parse_hours(u.hours, cfg.manifest.timezone)
+        except HoursError as exc:
+            raise ConfigError(f"{src}: 'upload.hours': {exc}") from None
     try:
         import phonenumbers
 

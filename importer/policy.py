@@ -102,6 +102,15 @@ def retry_delay(
     return min(asked, max_retry_after) + r.uniform(0, 0.25)
 
 
+def quota_wait(status: int, retry_after: str | None, *, max_retry_after: float, now: float | None = None) -> float | None:
+    """A 429 whose Retry-After is beyond what we are willing to wait is the API's quota, not congestion:
+    the seconds it asks for (the run stops sending, or waits for them with --wait); else None."""
+    if status != 429:
+        return None
+    asked = parse_retry_after(retry_after, now)
+    return asked if asked is not None and asked > max_retry_after else None
+
+
 def error_message(status: int | None, body: bytes | str | None, limit: int = 300, *, secret: str | None = None) -> str:
     """A short, clean message from an error body: FastAPI's `detail` (text or list of {loc,msg}) when present,
     else the body's text. Never longer than `limit`, never with control characters, never with `secret`

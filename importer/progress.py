@@ -67,6 +67,15 @@ class TqdmProgress:
 
         return logging_redirect_tqdm(loggers=[logging.getLogger("importer")], tqdm_class=tqdm)
 
+    def pause(self, text: str | None) -> None:
+        """Sending waits (--wait: the quota or the hours): say until when on the bar, or as a line; None: going on."""
+        with self._lock:
+            bar = self._bars.get("uploads")
+            if bar is not None:
+                bar.set_description_str(text or _LABELS["uploads"], refresh=True)
+            elif not self.quiet:  # no bar (stderr is not a terminal, or the invites have not started yet)
+                print(f"{_LABELS['uploads']}: {text or 'the wait is over, sending again'}", file=sys.stderr, flush=True)
+
     def finish(self, phase: str) -> None:
         bar = self._bars.pop(phase, None)
         if bar is not None:

@@ -82,6 +82,8 @@ def summary_lines(s: RunSummary, rerun: str) -> list[str]:
     elif s.interrupted:
         by = {1: "SIGHUP", 15: "SIGTERM"}.get(s.signum or 2, "Ctrl-C")
         lines.append(f"INTERRUPTED ({by}): in-flight uploads finished; rows not sent are marked not_attempted.")
+    elif s.pause:
+        lines.append(f"STOPPED SENDING: {s.pause.reason}.")
     lines.append(f"{plural(s.total_rows, 'row')} in {fmt_duration(s.elapsed)}:")
     lines += [f"  {status:<17} {s.counts[status]}" for status in STATUSES if s.counts.get(status)]
     if s.agents_needed:
@@ -126,6 +128,9 @@ def next_steps(s: RunSummary, rerun: str) -> list[str]:
     to_fix = sum(c.get(k, 0) for k in ("invalid", "failed", "agent_failed"))
     if to_fix and not s.auth_error:
         lines.append(f"next: fix what import_error says in the results file, then rerun what is left: {rerun}")
+    elif c.get("not_attempted") and s.pause and not lines:
+        lines.append(f"next: rerun what is left at or after {s.pause.when}: {rerun}")
+        lines.append("      (or add --wait to wait for the slot; README, \"Quotas and sending hours\": a cron example)")
     elif c.get("not_attempted") and not lines:
         lines.append(f"next: rerun what is left: {rerun}")
     if c.get("unknown"):
@@ -156,6 +161,9 @@ def summary_dict(s: RunSummary) -> dict[str, Any]:
         "halted": s.halted,
         "interrupted": s.interrupted,
         "signal": s.signum if s.interrupted else None,
+        # Quota or sending hours: why sending stopped, and the next slot (ISO 8601 with offset) for schedulers.
+        "paused": s.pause.reason if s.pause else None,
+        "next_slot": s.pause.iso if s.pause else None,
     }
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .pacing import Pause
 
 
 class Progress(Protocol):
@@ -47,6 +50,7 @@ class RunSummary:
     halted: str | None = None  # the run stopped itself (the API unreachable)
     interrupted: bool = False
     signum: int | None = None  # the signal that interrupted it (SIGINT 2, SIGHUP 1, SIGTERM 15)
+    pause: Pause | None = None  # quota or sending hours stopped sending; when the next slot is
 
     @property
     def exit_code(self) -> int:

@@ -21,6 +21,7 @@ from .errors import UsageError
 from .guards import CampaignGuard, ReachabilityGuard
 from .ledger import FAILED, UNKNOWN, UPLOADED, Ledger
 from .manifest import CallRow, LoadedManifest, ValidatedManifest, manifest_bases
+from .paced import RunPacing
 from .plan import UNKNOWN_HINT, Plan, call_key, make_plan
 from .policy import Verdict, mentions_campaign
 from .results import Outcome, ResultsWriter, finished_now
@@ -44,6 +45,7 @@ class ImportRun:
         self.retry_unknown = retry_unknown
         self.stop = stop or StopSignal()
         self.progress = progress or NoProgress()
+        self.pacing = RunPacing(cfg, ledger.count_uploaded_since, self.stop.event, self.progress)
         # The client's stop event wakes retry waits on Ctrl-C and on an auth abort alike.
         self.client = ApiClient(
             api_url,
@@ -54,6 +56,7 @@ class ImportRun:
             max_retry_after=cfg.upload.max_retry_after_seconds,
             limiter=RateLimiter(cfg.upload.max_per_second),
             stop=self.stop.event,
+            bandwidth=self.pacing.bandwidth,
         )
         self.auth_error: str | None = None
         self.campaigns = CampaignGuard()
@@ -74,7 +77,7 @@ class ImportRun:
             plan = make_plan(self.vm, self.ledger, retry_unknown=self.retry_unknown,
                              allow_same_recording=self.allow_same_recording)
             self.summary.same_recording, self.summary.file_word = plan.same_recording, plan.file_word
-            failed_agents = self._invite_agents(plan)
+            failed_agents = self._invite_agents(plan) if self.pacing.ready() else {}  # outside hours: nothing
             self._upload(plan, failed_agents)
         finally:
             self.client.close()
@@ -83,6 +86,7 @@ class ImportRun:
             self.summary.halted = self.halted
             self.summary.campaigns_stopped = dict(self.campaigns.stopped)
             self.summary.api_url = self.client.base_url
+            self.summary.pause = self.pacing.pause
             self.summary.interrupted = self.stop.requested and not self.auth_error and not self.halted
             self.summary.signum = self.stop.signum
         return self.summary
@@ -178,6 +182,9 @@ class ImportRun:
     def _reason_not_to_send(self, call: CallRow, failed_agents: dict[str, str]) -> Outcome | None:
         if self.stop.requested:
             return Outcome("not_attempted", error=self._stopped_reason())
+        held = self.pacing.held()  # the quota or the hours stopped sending
+        if held is not None:
+            return held
         if call.agent_email in failed_agents:
             return Outcome("agent_failed", error=failed_agents[call.agent_email])
         reason = self.campaigns.stopped.get(call.campaign_id)
@@ -186,13 +193,20 @@ class ImportRun:
     def _send_one(self, call: CallRow, slots: threading.BoundedSemaphore) -> None:
         outcome: Outcome | None = None
         try:
-            outcome = self._reason_not_to_send(call, {})
+            outcome = self._reason_not_to_send(call, {}) or self.pacing.start(self._stopped_reason)
             if outcome is not None:
                 return
             key = call_key(call)
             self.ledger.mark_sending(key)
             outcome = Outcome("unknown", error="internal error while sending; " + UNKNOWN_HINT)
             result = self.client.upload(call)
+            while result.quota_seconds is not None:  # the API's own quota: stop, or (--wait) send after it
+                self.ledger.mark(key, FAILED, http_status=result.http_status, error=result.message)  # not taken
+                if not self.pacing.resend_after_quota(result):
+                    break
+                self.ledger.mark_sending(key)
+                again = self.client.upload(call)
+                result = replace(again, attempts=result.attempts + again.attempts)
             if self._agent_missing(result) and self._reinvite(call):
                 again = self.client.upload(call)
                 result = replace(again, attempts=result.attempts + again.attempts)
@@ -200,6 +214,7 @@ class ImportRun:
         except Exception:  # a bug must not lose the row: it stays `sending` in the ledger, `unknown` here
             log.exception("row %d: unexpected error", call.row)
         finally:
+            self.pacing.end(outcome)
             slots.release()
             self._finish(call.index, outcome or Outcome("not_attempted", error="internal error before sending"))
             if not (self.stop.requested and (outcome is None or outcome.status == "not_attempted")):
@@ -221,6 +236,8 @@ class ImportRun:
             self.ledger.mark(key, UNKNOWN, http_status=result.http_status, error=result.message)
             return Outcome("unknown", error=f"{result.message}; {UNKNOWN_HINT}", **common)
         self.ledger.mark(key, FAILED, http_status=result.http_status, error=result.message)
+        if result.quota_seconds is not None:  # the API's quota: this row did nothing wrong
+            return self.pacing.quota_outcome(self._stopped_reason, **common)
         self._unreachable(result)
         if result.verdict is Verdict.AUTH:
             self._abort(result)

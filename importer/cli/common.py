@@ -81,6 +81,7 @@ def config_from(args: argparse.Namespace) -> tuple[Config, str]:
             "upload.workers": args.workers,
             "upload.max_per_second": args.max_per_second,
             "upload.retry_unknown": args.retry_unknown,
+            "upload.wait": args.wait,
             "api.base_url": args.api_url,
         }
     return cfg.with_overrides(RUN_FLAGS, **overrides), origin

@@ -31,6 +31,7 @@ from .signals import install_sigint
 if TYPE_CHECKING:
     from ..config import Config
     from ..manifest import ValidatedManifest
+    from ..plan import Plan
     from ..runner import RunSummary
 
 MAX_PROBLEMS_SHOWN_BY_RUN = 30
@@ -64,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--log-file", type=Path, metavar="PATH", help="write the request log to this file")
     r.add_argument("--summary-json", type=Path, metavar="PATH",
                    help="write the final summary as JSON (for scripts and schedulers)")
+    r.add_argument("--wait", action="store_true", default=None,
+                   help="when the daily quota or the sending hours stop sending, wait for the next slot and go on "
+                        "(upload.wait)")
     r.set_defaults(func=cmd_run)
 
 
@@ -113,13 +117,29 @@ def _dry_run(vm: ValidatedManifest, cfg: Config, api_url: str | None, args: argp
         plan = make_plan(vm, ledger, retry_unknown=cfg.upload.retry_unknown,
                          allow_same_recording=args.allow_same_recording)
         invited = ledger.invited() if ledger else set()
+        pace = _pace_lines(plan, cfg, ledger)
     finally:
         if ledger:
             ledger.close()
     to_invite = [e for e in plan.agents if e not in invited]
-    for line in plan_lines(plan, to_invite, api_url):
+    for line in plan_lines(plan, to_invite, api_url) + pace:
         out(line)
     return 1 if vm.invalid else 0
+
+
+def _pace_lines(plan: Plan, cfg: Config, ledger: Ledger | None) -> list[str]:
+    """The plan's finish estimate under the workers, rate, bandwidth, quota and hours in force."""
+    import time
+    from zoneinfo import ZoneInfo
+
+    from ..pacing import DAY, Limits, estimate_lines, parse_hours
+
+    u, zone = cfg.upload, cfg.manifest.timezone
+    used = ledger.count_uploaded_since(time.time() - DAY) if ledger is not None and u.max_per_day else 0
+    limits = Limits(workers=u.workers, max_per_second=u.max_per_second, max_mb_per_second=u.max_mb_per_second,
+                    max_per_day=u.max_per_day, hours=parse_hours(u.hours, zone) if u.hours else None,
+                    used_today=used)
+    return estimate_lines(len(plan.to_send), plan.bytes_to_send, limits, now=time.time(), zone=ZoneInfo(zone))
 
 
 def _run_in_sandbox(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace) -> int:
