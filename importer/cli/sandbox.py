@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--rate-limit", type=float, default=0, help="requests/s before answering 429 with Retry-After")
     s.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 500 or 503")
     s.add_argument("--drop-rate", type=float, default=0.0, help="share of uploads stored, then the connection dropped")
+    s.add_argument("--daily-quota", type=int, default=0,
+                   help="after N accepted uploads in 24 h, answer 429 with Retry-After = seconds until a slot frees")
     s.add_argument("--max-upload-mb", type=float, default=2048, help="larger uploads get 413")
     s.add_argument("--data-dir", type=Path, help="where received files are kept (default: a temporary folder)")
     s.add_argument("--seed", type=int, help="seed for the random faults")
@@ -45,6 +47,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                         ("--drop-rate", args.drop_rate), ("--max-upload-mb", args.max_upload_mb)):
         if not math.isfinite(value):
             raise UsageError(f"sandbox: {flag} must be a number (got {value})")
+    if args.daily_quota < 0:
+        raise UsageError(f"sandbox: --daily-quota must be 0 (none) or a positive whole number (got {args.daily_quota})")
 
     stop = threading.Event()
 
@@ -58,7 +62,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             sb = Sandbox(host=args.host, port=args.port, api_key=args.api_key or SANDBOX_API_KEY,
                          campaigns=args.campaign or None, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
                          fail_rate=args.fail_rate, drop_rate=args.drop_rate, max_upload_mb=args.max_upload_mb,
-                         data_dir=args.data_dir, seed=args.seed)
+                         daily_quota=args.daily_quota, data_dir=args.data_dir, seed=args.seed)
             sb.start()
         except (ValueError, OSError, OverflowError) as exc:  # a bad setting, or the port is taken
             raise UsageError(f"sandbox: {exc}") from None

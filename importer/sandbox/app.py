@@ -48,6 +48,7 @@ class SandboxApp:
         campaigns: frozenset[str],
         latency: float,
         limiter: faults.TokenBucket | None,
+        quota: faults.DailyQuota | None = None,
         fault_plan: faults.FaultPlan,
         max_upload: int,
         stopping: threading.Event,
@@ -58,6 +59,7 @@ class SandboxApp:
         self._campaigns = campaigns
         self._latency = latency
         self._limiter = limiter
+        self._quota = quota
         self._faults = fault_plan
         self._max_upload = max_upload
         self._stopping = stopping  # set by stop(): releases "hang" faults and latency sleeps
@@ -171,7 +173,18 @@ class SandboxApp:
                 transport.drop_connection(ex.environ)
                 return None
 
-        answer = self._endpoint(ex)
+        if self._quota is not None and path == CALLS_PATH:
+            wait = self._quota.reserve()
+            if wait:
+                ex.entry["fault"] = "daily_quota"
+                return detail(429, f"Daily quota of {self._quota.limit} uploads reached; try again later",
+                              {"Retry-After": faults.retry_after_seconds(wait)})
+            try:
+                answer = self._endpoint(ex)
+            finally:
+                self._quota.settle(ex.stored)
+        else:
+            answer = self._endpoint(ex)
         if fault is not None and ex.stored:
             if fault.kind == faults.STORE_THEN_DROP:
                 transport.drain(request.stream)

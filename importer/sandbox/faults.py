@@ -151,5 +151,39 @@ class TokenBucket:
             return (1.0 - self._tokens) / self._rate
 
 
+class DailyQuota:
+    """At most `limit` accepted uploads in any `window` seconds (rolling), as SaaS APIs ration their users.
+    A request reserves its place before it is read, so concurrent uploads cannot overshoot the limit."""
+
+    def __init__(self, limit: int, window: float = 86400.0, clock: Callable[[], float] = time.time) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"daily_quota must be a positive whole number, got {limit!r}")
+        self.limit = limit
+        self._window = window
+        self._clock = clock
+        self._accepted: deque[float] = deque()
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """0.0: go on (then `settle`); else the seconds until a slot frees."""
+        with self._lock:
+            now = self._clock()
+            while self._accepted and self._accepted[0] <= now - self._window:
+                self._accepted.popleft()
+            if len(self._accepted) + self._pending < self.limit:
+                self._pending += 1
+                return 0.0
+            # Full, counting the requests in progress as accepted: the oldest slot frees a window after it.
+            oldest = self._accepted[0] if self._accepted else now
+            return max(1.0, oldest + self._window - now)
+
+    def settle(self, accepted: bool) -> None:
+        with self._lock:
+            self._pending -= 1
+            if accepted:
+                self._accepted.append(self._clock())
+
+
 def retry_after_seconds(wait: float) -> str:
     return str(max(1, math.ceil(wait)))

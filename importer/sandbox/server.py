@@ -54,6 +54,7 @@ class Sandbox:
         fail_rate: float = 0.0,
         drop_rate: float = 0.0,
         max_upload_mb: float = 2048,
+        daily_quota: int = 0,
         data_dir: str | Path | None = None,
         seed: int | None = None,
     ) -> None:
@@ -81,6 +82,8 @@ class Sandbox:
             campaigns=frozenset(campaigns or ()),
             latency=latency_ms / 1000,
             limiter=faults.TokenBucket(rate_limit) if rate_limit > 0 else None,
+            # 429 with Retry-After = seconds until a slot frees, once N uploads were accepted in 24 h
+            quota=faults.DailyQuota(daily_quota) if daily_quota else None,
             fault_plan=self._faults,
             max_upload=int(max_upload_mb * MIB),
             stopping=self._stopping,
