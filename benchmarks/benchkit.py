@@ -283,10 +283,11 @@ def free_port() -> int:
 class SandboxProcess:
     """`with SandboxProcess(tmp, latency_ms=100) as sb:` ... `sb.url`; `sb.stats` after the block."""
 
-    def __init__(self, data_dir: Path, *, latency_ms: int = 0, rate_limit: float = 0) -> None:
+    def __init__(self, data_dir: Path, *, latency_ms: int = 0, rate_limit: float = 0, daily_quota: int = 0) -> None:
         self.data_dir = data_dir
         self.latency_ms = latency_ms
         self.rate_limit = rate_limit
+        self.daily_quota = daily_quota
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stats: dict[str, object] = {}
@@ -302,6 +303,7 @@ class SandboxProcess:
         self._proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "serve", "--port", str(self.port),
              "--latency-ms", str(self.latency_ms), "--rate-limit", str(self.rate_limit),
+             "--daily-quota", str(self.daily_quota),
              "--data-dir", str(self.data_dir), "--stats", str(self._stats_file)],
             cwd=ROOT, env=cli_env(), stdout=self._log, stderr=self._log,
         )
@@ -335,7 +337,8 @@ def _serve(args: argparse.Namespace) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sb = Sandbox(port=args.port, latency_ms=args.latency_ms, rate_limit=args.rate_limit, data_dir=args.data_dir)
+    sb = Sandbox(port=args.port, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
+                 daily_quota=args.daily_quota, data_dir=args.data_dir)
     sb.start()
     while not stop.wait(0.2):
         pass
@@ -360,6 +363,7 @@ if __name__ == "__main__":
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--latency-ms", type=int, default=0)
     s.add_argument("--rate-limit", type=float, default=0)
+    s.add_argument("--daily-quota", type=int, default=0)
     s.add_argument("--data-dir", type=Path, required=True)
     s.add_argument("--stats", type=Path, required=True)
     _serve(ap.parse_args())
