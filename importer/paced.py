@@ -77,4 +77,4 @@ class RunPacing:
             log.warning("waiting until %s: %s", pause.when, pause.reason)
         show = getattr(self._progress, "pause", None)  # optional in a Progress (the CLI's bars have it)
         if show is not None:
-            show(f"waiting until {pause.when}: {pause.reason}" if pause else None)
+            show(f"waiting (Ctrl-C stops): {pause.reason}" if pause else None)

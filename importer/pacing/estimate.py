@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 from .bucket import MB
 from .hours import SendingHours
-from .pacer import local_time
 from .quota import DAY
 
 ASSUMED_SECONDS_PER_UPLOAD = 1.0
@@ -61,8 +60,8 @@ def estimate_lines(calls: int, nbytes: int, limits: Limits, *, now: float, zone:
     seconds = calls / per_second if calls + backlog <= per_day else (calls + backlog) / per_day * DAY
     finish = start + seconds
     if seconds < DAY:
-        lines.append(f"  finish estimate:    {binding}: about {_duration(seconds)}, finishing around "
-                     f"{local_time(finish, zone)}")
+        around = datetime.fromtimestamp(round(finish / 60) * 60, zone).strftime("%Y-%m-%d %H:%M %Z")
+        lines.append(f"  finish estimate:    {binding}: about {_duration(seconds)}, finishing around {around}")
     else:
         day = datetime.fromtimestamp(finish, zone).date().isoformat()
         lines.append(f"  finish estimate:    {binding}: about {seconds / DAY:,.0f} days, finishing around {day}")

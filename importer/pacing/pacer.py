@@ -10,6 +10,7 @@ on a fake clock in the tests.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -62,15 +63,14 @@ class Pause:
 
     @property
     def iso(self) -> str:
-        return datetime.fromtimestamp(round(self.until), self.zone).isoformat()
+        return datetime.fromtimestamp(math.ceil(self.until), self.zone).isoformat()
 
 
 def local_time(epoch: float, zone: ZoneInfo) -> str:
-    """'2026-12-02 07:31 CET': to the minute, rounded up, so that a rerun at that time is never early."""
-    dt = datetime.fromtimestamp(epoch, zone)
-    if dt.second or dt.microsecond:
-        dt = datetime.fromtimestamp((int(epoch) // 60 + 1) * 60, zone)
-    return dt.strftime("%Y-%m-%d %H:%M %Z")
+    """'2026-12-02 07:31 CET', with the seconds when they are not 0; rounded up to the second, so that a rerun
+    at that time is never early."""
+    dt = datetime.fromtimestamp(math.ceil(epoch), zone)
+    return dt.strftime("%Y-%m-%d %H:%M:%S %Z" if dt.second else "%Y-%m-%d %H:%M %Z")
 
 
 class Pacer:
