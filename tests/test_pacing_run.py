@@ -184,7 +184,7 @@ def test_with_wait_a_window_opening_in_seconds_is_waited_for_then_everything_goe
     assert summary(tmp_path / "r.csv")["next_slot"] is None
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_stop_signal_ends_a_long_wait_at_once_with_complete_results(sandbox, tmp_path, sig, code):
     manifest, rows = write_manifest(tmp_path, n=3, agents=1)
     cfg = config(tmp_path, hours=window(opens_in=3 * 3600))
