@@ -39,7 +39,7 @@ def estimate_lines(calls: int, nbytes: int, limits: Limits, *, now: float, zone:
         paces.append((limits.max_per_second, f"at most {limits.max_per_second:g} calls/s"))
     if limits.max_mb_per_second and mean_bytes:
         paces.append((limits.max_mb_per_second * MB / mean_bytes,
-                      f"at most {limits.max_mb_per_second:g} MB/s ({mean_bytes / MB:.1f} MB a call)"))
+                      f"at most {limits.max_mb_per_second:g} MB/s ({_size(mean_bytes)} a call)"))
     per_second, pace_words = min(paces)
     open_seconds = limits.hours.open_seconds_per_day() if limits.hours else DAY
     per_day, binding = per_second * open_seconds, pace_words
@@ -47,7 +47,7 @@ def estimate_lines(calls: int, nbytes: int, limits: Limits, *, now: float, zone:
         binding = f"{pace_words}, {open_seconds / 3600:g} h a day ({limits.hours.text})"
     if limits.max_per_day and limits.max_per_day < per_day:
         per_day, binding = float(limits.max_per_day), f"at most {limits.max_per_day:,} a day"
-    lines = [f"  pace:               {line}" for _, line in sorted(paces, reverse=True)]
+    lines = [f"  {'pace:' if i == 0 else '':<20}{line}" for i, (_, line) in enumerate(sorted(paces, reverse=True))]
     if limits.hours:
         lines.append(f"  sending hours:      {limits.hours.text} ({open_seconds / 3600:g} h a day, "
                      f"{limits.hours.zone.key})")
@@ -66,6 +66,10 @@ def estimate_lines(calls: int, nbytes: int, limits: Limits, *, now: float, zone:
         day = datetime.fromtimestamp(finish, zone).date().isoformat()
         lines.append(f"  finish estimate:    {binding}: about {seconds / DAY:,.0f} days, finishing around {day}")
     return lines
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / MB:.1f} MB" if nbytes >= 100_000 else f"{nbytes / 1000:.0f} kB"
 
 
 def _duration(seconds: float) -> str:
