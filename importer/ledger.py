@@ -72,7 +72,7 @@ _MIGRATIONS = (
 )
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS calls_by_size ON calls (api, campaign_id, file_size, status);
-CREATE INDEX IF NOT EXISTS calls_uploaded_at ON calls (api, uploaded_at);
+CREATE INDEX IF NOT EXISTS calls_uploaded_at ON calls (api, uploaded_at) WHERE uploaded_at IS NOT NULL;
 """
 
 

@@ -303,12 +303,14 @@ def test_a_disk_full_mid_run_stops_the_run_with_exit_2_and_a_rerun_completes(san
     resource = pytest.importorskip("resource")
     manifest = tmp_path / "calls.csv"
     _, rows = write_manifest(tmp_path, n=40, agents=1)  # for the recordings and the expected fingerprints
-    with open(manifest, "w", newline="", encoding="utf-8") as fh:  # the same rows with a 20 kB note each
+    with open(manifest, "w", newline="", encoding="utf-8") as fh:  # the same rows with a 40 kB note each
         w = csv.writer(fh)
         w.writerow(["file_path", "agent_email", "conversation_timestamp", "campaign_id", "note"])
-        w.writerows([r.file, r.email, r.ts, CAMPAIGN, "n" * 20_000] for r in rows)
+        w.writerows([r.file, r.email, r.ts, CAMPAIGN, "n" * 40_000] for r in rows)
     cfg = write_config(tmp_path, workers=2)
-    limit = 600_000  # the results file reaches it around row 30; the ledger's files stay well below
+    # The results file reaches it around row 15; the ledger's files stay well below (its WAL takes about 23 kB
+    # a row: at row 30, with 20 kB notes, it came within 15% of the limit and a new index pushed it over).
+    limit = 600_000
 
     def file_size_limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))

@@ -85,7 +85,6 @@ class Pacer:
         self.hours = hours
         self.wait = wait
         self.stopped: Pause | None = None  # set when sending stopped for the rest of the run
-        self.waited: Pause | None = None  # the last pause waited for (for the summary)
         self._count_since = count_since
         self._on_wait = on_wait or (lambda pause: None)
         self._server_until = 0.0
@@ -154,7 +153,6 @@ class Pacer:
                 if not self.wait:
                     self.stopped = pause
                     return pause.reason
-                self.waited = pause
                 if self._announced != pause.until:
                     self._announced = pause.until
                     self._on_wait(pause)
