@@ -3,6 +3,7 @@
     allobrain-import validate MANIFEST
     allobrain-import run MANIFEST [--dry-run] [--sandbox] ...
     allobrain-import sandbox [--port 8000] ...
+    allobrain-import ui [--port 8421] [--folder DIR] ...
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import traceback
 
 from .. import __version__
 from ..errors import ImportToolError
-from . import run, sandbox, validate
+from . import run, sandbox, ui, validate
 from .common import err
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (validate, run, sandbox)
+COMMANDS = (validate, run, sandbox, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:

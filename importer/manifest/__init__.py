@@ -6,7 +6,7 @@ In: a path and the Config. Out: a ValidatedManifest (the calls to send, the inva
 from __future__ import annotations
 
 from .files import manifest_bases
-from .load import load_manifest
+from .load import load_manifest, required_fields
 from .model import CallRow, LoadedManifest, Problem, Severity, ValidatedManifest, total_bytes, total_duration
 from .validate import validate_manifest
 
@@ -18,6 +18,7 @@ __all__ = [
     "ValidatedManifest",
     "load_manifest",
     "manifest_bases",
+    "required_fields",
     "total_bytes",
     "total_duration",
     "validate_manifest",

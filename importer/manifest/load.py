@@ -56,8 +56,9 @@ def required_fields(cfg: Config) -> tuple[str, ...]:
 # --- entry point ---------------------------------------------------------------------------------
 
 
-def load_manifest(path: Path, cfg: Config) -> LoadedManifest:
-    """Read a CSV or XLSX manifest. Raises ManifestError when the file cannot be used as a whole."""
+def load_manifest(path: Path, cfg: Config, *, check_required: bool = True) -> LoadedManifest:
+    """Read a CSV or XLSX manifest. Raises ManifestError when the file cannot be used as a whole.
+    `check_required=False` reads a file whose required columns are not mapped yet (to choose the mapping)."""
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
@@ -65,7 +66,7 @@ def load_manifest(path: Path, cfg: Config) -> LoadedManifest:
         raise ManifestError(f"manifest is not a file: {path}")
     suffix = path.suffix.lower()
     if suffix in XLSX_SUFFIXES:
-        return _finish(path, read_xlsx_table(path, cfg.manifest.sheet), cfg)
+        return _finish(path, read_xlsx_table(path, cfg.manifest.sheet), cfg, check_required)
     if suffix == ".xls":
         raise ManifestError(
             f"{path.name}: the old Excel .xls format is not supported; save it as .xlsx or CSV"
@@ -75,7 +76,7 @@ def load_manifest(path: Path, cfg: Config) -> LoadedManifest:
             f"{path.name}: OpenDocument spreadsheets are not supported; save it as .xlsx or CSV"
         )
     table = read_csv_table(path, cfg.manifest.encoding, cfg.manifest.delimiter)
-    return _finish(path, table, cfg)
+    return _finish(path, table, cfg, check_required)
 
 
 # --- common --------------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ def _column_name(position: int) -> str:
     return letters
 
 
-def _finish(path: Path, table: RawTable, cfg: Config) -> LoadedManifest:
+def _finish(path: Path, table: RawTable, cfg: Config, check_required: bool = True) -> LoadedManifest:
     """Shared by CSV and XLSX: header checks, blank rows, import_* columns, required columns."""
     table, header_note = find_header(table, cfg, required_fields(cfg), path.name)
     lines, header_row = table.lines, table.header_row
@@ -159,7 +160,8 @@ def _finish(path: Path, table: RawTable, cfg: Config) -> LoadedManifest:
     if import_columns is not None and table.torn is not None and len(lines) and lines[-1] == table.torn[0]:
         import_columns, row_errors = _distrust_torn_row(import_columns, headers, is_import, table.torn[1])
     frame = data[original] if import_headers else data
-    _check_required(where, original, cfg)
+    if check_required:
+        _check_required(where, original, cfg)
     if table.layout is not None:
         more_warnings, more_errors = sheet_problems(table.layout, table.sheet_name or "", lines, header_row,
                                                     by_position, set(keep))
