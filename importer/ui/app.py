@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from werkzeug.exceptions import HTTPException, NotFound
@@ -20,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 from ..errors import ImportToolError
 from . import i18n, running, steps
 from .guard import Gate
+from .page import Page
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -49,30 +50,6 @@ ROUTES = Map([
 ])
 
 
-class Page:
-    """One request as a view sees it: the workspace, the labels in the reader's language, and rendering."""
-
-    def __init__(self, app: UiApp, request: Request, csrf: str) -> None:
-        self.app = app
-        self.ws: Workspace = app.ws
-        self.request = request
-        self.csrf = csrf
-        self.lang = request.accept_languages.best_match(i18n.LANGUAGES, default=i18n.LANGUAGES[0])
-        self.t = i18n.labels(self.lang)
-
-    def render(self, template: str, step: str, http_status: int = 200, **context: Any) -> Response:
-        html = self.app.env.get_template(template).render(
-            t=self.t, lang=self.lang, csrf=self.csrf, step=step, steps=steps.nav(self),
-            dest=steps.destination_badge(self), flashes=self.ws.take_flashes(), **context)
-        return Response(html, status=http_status, mimetype="text/html")
-
-    def redirect(self, url: str) -> Response:
-        return redirect(url, code=303)
-
-    def flash(self, kind: str, text: str) -> None:
-        self.ws.flash(kind, text)
-
-
 class UiApp:
     def __init__(self, ws: Workspace, gate: Gate, on_error: Callable[[str], None] | None = None) -> None:
         self.ws = ws
@@ -100,7 +77,7 @@ class UiApp:
             return self._login(request)
         if request.method == "POST" and not (self.gate.origin_ok(request) and self.gate.csrf_ok(request, csrf)):
             return _refuse(403, "This form is stale or came from another page: reload the page and try again.")
-        page = Page(self, request, csrf)
+        page = Page(self.ws, self.env, self.closing, request, csrf)
         try:
             endpoint, values = ROUTES.bind_to_environ(request.environ).match()
             return endpoint(page, **values)

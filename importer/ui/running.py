@@ -22,7 +22,7 @@ from .jobs import Job
 from .steps import chosen_manifest, needs_manifest
 
 if TYPE_CHECKING:
-    from .app import Page
+    from .page import Page
 
 EVENT_INTERVAL = 0.25  # at most four updates a second, however fast rows finish
 KEEPALIVE = 10.0
@@ -72,7 +72,7 @@ def run_page(page: Page, number: int) -> Response:
 
 def events(page: Page, number: int) -> Response:
     job = _job(page, number)
-    closing = page.app.closing
+    closing = page.closing
 
     def stream() -> Iterator[bytes]:
         seen, last_sent = -1, 0.0

@@ -21,42 +21,7 @@ from ..report import fmt_bytes, fmt_duration
 from . import roundtrip, tables
 
 if TYPE_CHECKING:
-    from ..config import Config
-    from .app import Page
-
-STEPS = ("choose", "columns", "problems", "plan", "run", "results")
-
-
-def nav(page: Page) -> list[tuple[str, str, str | None]]:
-    ws = page.ws
-    last = ws.jobs[-1] if ws.jobs else None
-    links = {"choose": "/"}
-    if ws.chosen is not None:
-        links |= {"columns": "/columns", "problems": "/problems", "plan": "/plan"}
-    if last is not None:
-        links |= {"run": f"/run/{last.number}", "results": f"/results/{last.key}"}
-    return [(s, page.t[f"step_{s}"], links.get(s)) for s in STEPS]
-
-
-def destination_badge(page: Page) -> dict[str, Any]:
-    ws = page.ws
-    cfg = _config_or_default(page)
-    var = cfg.api.api_key_env
-    if ws.sandbox_on:
-        return {"sandbox": True, "label": page.t["badge_sandbox"], "api": page.t["where_sandbox"],
-                "key_source": "sandbox", "key_var": var}
-    return {"sandbox": False, "label": page.t["badge_api"].replace("{api}", cfg.api.base_url),
-            "api": cfg.api.base_url, "key_source": ws.key_source(cfg), "key_var": var}
-
-
-def _config_or_default(page: Page) -> Config:
-    from ..config import Config
-
-    try:
-        return page.ws.config_for(page.ws.chosen) if page.ws.chosen else Config()
-    except ImportToolError:
-        return Config()
-
+    from .page import Page
 
 def chosen_manifest(page: Page) -> Path:
     if page.ws.chosen is None:
