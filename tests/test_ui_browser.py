@@ -46,13 +46,12 @@ def _click(driver, css: str) -> None:  # noqa: ANN001
 
 
 def _go(driver, element) -> None:  # noqa: ANN001
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-
-    old = driver.find_element(By.TAG_NAME, "html")
+    # A mark on the old document: the new one does not have it (sturdier than waiting for a stale element,
+    # which Chromium sometimes answers with an inspector error while the page is being replaced).
+    driver.execute_script("window.__leaving = true")
     element.click()
-    _wait(driver, ec.staleness_of(old))
-    _wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+    _wait(driver, lambda d: d.execute_script(
+        "return window.__leaving === undefined && document.readyState === 'complete'"))
 
 
 def _wait_finished(driver) -> None:  # noqa: ANN001
@@ -61,12 +60,18 @@ def _wait_finished(driver) -> None:  # noqa: ANN001
     _wait(driver, lambda d: d.find_element(By.ID, "to-results").is_displayed(), timeout=60)
 
 
+def _shipped_examples(tmp_path: Path) -> Path:
+    """A copy of manifests/ (the results are written beside the manifest, never into the repository)."""
+    folder = tmp_path / "manifests"
+    shutil.copytree(REPO / "manifests", folder, ignore=shutil.ignore_patterns("results"))
+    return folder
+
+
 def test_the_whole_job_on_the_shipped_example(browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     driver, downloads = browser
-    folder = tmp_path / "manifests"
-    shutil.copytree(REPO / "manifests", folder, ignore=shutil.ignore_patterns("results"))
+    folder = _shipped_examples(tmp_path)
     ui = start_ui(folder, cwd=tmp_path)
     try:
         driver.get(ui.url)
@@ -288,8 +293,7 @@ def test_french_labels_for_a_french_browser(tmp_path):
     from selenium.webdriver.common.by import By
 
     driver = chrome(tmp_path, lang="fr-FR,fr")
-    folder = tmp_path / "manifests"
-    shutil.copytree(REPO / "manifests", folder, ignore=shutil.ignore_patterns("results"))
+    folder = _shipped_examples(tmp_path)
     ui = start_ui(folder, cwd=tmp_path)
     try:
         driver.get(ui.url)

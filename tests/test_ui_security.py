@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import socket
-import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -159,70 +159,62 @@ def _everything_on_disk(root: Path) -> bytes:
     return b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
 
 
-def test_the_key_from_the_environment_never_reaches_a_page_a_log_or_a_file(tmp_path):
-    key = "envkey-" + "7f3a9c" * 5
-    with Sandbox(api_key=key, data_dir=tmp_path / "sandbox") as sb:
+@contextmanager
+def _real_api(tmp_path: Path, n: int, *, api_key: str | None = None, env_key: str | None = None):
+    """A sandbox standing in for the real API (its key `api_key`), a manifest of n rows and the page,
+    started with `env_key` in its environment, pointed at that API by its --config."""
+    with Sandbox(api_key=api_key, data_dir=tmp_path / "sandbox") if api_key else \
+            Sandbox(data_dir=tmp_path / "sandbox") as sb:
         folder = tmp_path / "calls"
-        write_manifest(folder, n=4, agents=2)
+        write_manifest(folder, n=n, agents=2)
         config = write_config(folder, api="{base_url: '" + sb.url + "'}")
-        ui = start_ui(folder, cwd=tmp_path, key=key, config=config)
+        ui = start_ui(folder, cwd=tmp_path, key=env_key, config=config)
         try:
-            session, csrf = login(ui)
-            first = session.get(ui.base + "/", timeout=10).text
-            assert "taken from the environment variable ALLOBRAIN_API_KEY" in first
-            assert 'id="sandbox" name="sandbox" value="on" >' in first  # a key is there: not the sandbox
-            pages = _walk_the_pages(ui, session, csrf, "calls.csv")
+            yield sb, ui
         finally:
             assert ui.stop() == 0
-        assert len(sb.calls()) == 4  # the key was used: the API took every call
-    assert "uploaded" in pages[-1]
+
+
+def _nowhere(key: str, pages: list[str], ui, tmp_path: Path) -> None:  # noqa: ANN001
     for body in pages:
         assert key not in body
     assert key not in ui.out and key not in ui.err
     assert key.encode() not in _everything_on_disk(tmp_path / "calls")  # results, run-info, config, ledger
 
 
+def test_the_key_from_the_environment_never_reaches_a_page_a_log_or_a_file(tmp_path):
+    key = "envkey-" + "7f3a9c" * 5
+    with _real_api(tmp_path, 4, api_key=key, env_key=key) as (sb, ui):
+        session, csrf = login(ui)
+        first = session.get(ui.base + "/", timeout=10).text
+        assert "taken from the environment variable ALLOBRAIN_API_KEY" in first
+        assert 'id="sandbox" name="sandbox" value="on" >' in first  # a key is there: not the sandbox
+        pages = _walk_the_pages(ui, session, csrf, "calls.csv")
+    assert len(sb.calls()) == 4  # the key was used: the API took every call
+    assert "uploaded" in pages[-1]
+    _nowhere(key, pages, ui, tmp_path)
+
+
 def test_a_typed_key_is_kept_in_memory_only(tmp_path):
     key = "typedkey-" + "c0ffee" * 5
-    with Sandbox(api_key=key, data_dir=tmp_path / "sandbox") as sb:
-        folder = tmp_path / "calls"
-        write_manifest(folder, n=3, agents=1)
-        config = write_config(folder, api="{base_url: '" + sb.url + "'}")
-        ui = start_ui(folder, cwd=tmp_path, config=config)
-        try:
-            session, csrf = login(ui)
-            assert 'id="sandbox" name="sandbox" value="on" checked' in session.get(ui.base + "/", timeout=10).text
-            r = session.post(ui.base + "/destination", data={"csrf": csrf, "api_key": key, "back": "/plan"},
-                             timeout=10)
-            assert "typed in this page (kept in memory" in r.text
-            assert 'type="password" id="api_key"' in r.text and "value=" not in r.text.split('id="api_key"')[1][:80]
-            pages = [r.text, *_walk_the_pages(ui, session, csrf, "calls.csv")]
-            time.sleep(0.2)
-        finally:
-            assert ui.stop() == 0
-        assert len(sb.calls()) == 3
-        assert [q["path"] for q in sb.requests_log()].count("/calls/audio") == 3
-    for body in pages:
-        assert key not in body
-    assert key not in ui.out and key not in ui.err
-    assert key.encode() not in _everything_on_disk(tmp_path / "calls")
+    with _real_api(tmp_path, 3, api_key=key) as (sb, ui):
+        session, csrf = login(ui)
+        assert 'id="sandbox" name="sandbox" value="on" checked' in session.get(ui.base + "/", timeout=10).text
+        r = session.post(ui.base + "/destination", data={"csrf": csrf, "api_key": key, "back": "/plan"},
+                         timeout=10)
+        assert "typed in this page (kept in memory" in r.text
+        assert 'type="password" id="api_key"' in r.text and "value=" not in r.text.split('id="api_key"')[1][:80]
+        pages = [r.text, *_walk_the_pages(ui, session, csrf, "calls.csv")]
+    assert len(sb.calls()) == 3
+    assert [q["path"] for q in sb.requests_log()].count("/calls/audio") == 3
+    _nowhere(key, pages, ui, tmp_path)
 
 
 def test_a_refused_key_is_said_on_the_page_without_the_key(tmp_path):
     key = "wrongkey-" + "abcdef" * 5
-    with Sandbox(data_dir=tmp_path / "sandbox") as sb:  # expects its own key
-        folder = tmp_path / "calls"
-        write_manifest(folder, n=3, agents=1)
-        config = write_config(folder, api="{base_url: '" + sb.url + "'}")
-        ui = start_ui(folder, cwd=tmp_path, key=key, config=config)
-        try:
-            session, csrf = login(ui)
-            pages = _walk_the_pages(ui, session, csrf, "calls.csv")
-        finally:
-            assert ui.stop() == 0
-    results_page = pages[-2]
-    assert "the API refused the key" in results_page
-    for body in pages:
-        assert key not in body
-    assert key not in ui.out + ui.err
-    assert key.encode() not in _everything_on_disk(tmp_path / "calls")
+    with _real_api(tmp_path, 3, env_key=key) as (sb, ui):  # the sandbox expects its own key
+        session, csrf = login(ui)
+        pages = _walk_the_pages(ui, session, csrf, "calls.csv")
+    assert sb.calls() == []
+    assert "the API refused the key" in pages[-2]
+    _nowhere(key, pages, ui, tmp_path)

@@ -42,3 +42,17 @@ def install_sigint(stop: StopSignal, rerun: str = ""):  # noqa: ANN202 - returns
             signal.signal(sig, old)
 
     return restore
+
+
+def wait_for_stop() -> None:
+    """Block until Ctrl-C or SIGTERM (`kill` stops a server command as cleanly as Ctrl-C)."""
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass

@@ -8,11 +8,11 @@ import os
 import signal
 import webbrowser
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .common import err, out
+from .signals import wait_for_stop
 
 if TYPE_CHECKING:
     from ..ui import UiServer
@@ -55,15 +55,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _serve(server: UiServer) -> int:
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)  # `kill` stops it as cleanly as Ctrl-C
-    try:
-        while True:
-            signal.pause()
-    except KeyboardInterrupt:
-        pass
+    wait_for_stop()
     if server.running_jobs():
         err("stopping: in-flight uploads finish, nothing new starts (Ctrl-C again to quit at once)")
         signal.signal(signal.SIGINT, lambda s, f: os._exit(130))

@@ -141,8 +141,8 @@ def columns(page: Page, errors: list[str] | None = None, chosen: dict[str, str] 
     headers = list(loaded.headers)
     mapping, notes = roundtrip.guessed_mapping(manifest, cfg, loaded.headers)
     if not roundtrip.guess_available():
-        source = page.ws.config_path(manifest)
-        notes = [page.t["columns_from_config"].replace("{config}", str(source) if source else page.t["builtin_defaults"])]
+        source = cfg.source
+        notes = [page.t["columns_from_config"].replace("{config}", source or page.t["builtin_defaults"])]
     if chosen is not None:
         mapping = {f: chosen.get(f) or None for f in roundtrip.FIELDS}
     required = set(required_fields(cfg))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .. import runinfo
+from .. import prepare
 from ..config import DEFAULT_CONFIG_NAME, ColumnsConfig, Config, load_config
 from ..errors import ConfigError, UsageError
 from ..prepare import check_api_key, env_api_key, state_dir_of
@@ -50,7 +50,7 @@ class Workspace:
         self._typed_key: str | None = None  # memory only: never written, logged or shown
         self._sandbox: Sandbox | None = None
         self._sandbox_tmp: tempfile.TemporaryDirectory[str] | None = None
-        self.sandbox_on = env_api_key(self._base_config(None)) is None
+        self.sandbox_on = env_api_key(load_config(self.config_flag)) is None
         self._flashes: list[tuple[str, str]] = []
 
     def flash(self, kind: str, text: str) -> None:
@@ -65,35 +65,18 @@ class Workspace:
 
     # --- the config ------------------------------------------------------------------------------
 
-    def config_path(self, manifest: Path | None) -> Path | None:
-        """--config; else config.yaml beside the manifest (beside the original manifest for a results file
-        whose run recorded it); else ./config.yaml; else None (the built-in defaults)."""
-        if self.config_flag is not None:
-            return self.config_flag
-        if manifest is not None:
-            info = runinfo.read(manifest)
-            home = Path(info.manifest).parent if info is not None else manifest.parent
-            for folder in (manifest.parent, home):
-                if (folder / DEFAULT_CONFIG_NAME).is_file():
-                    return folder / DEFAULT_CONFIG_NAME
-        cwd = Path.cwd() / DEFAULT_CONFIG_NAME
-        return cwd if cwd.is_file() else None
-
-    def _base_config(self, manifest: Path | None) -> Config:
-        path = self.config_path(manifest)
-        return load_config(path) if path is not None else Config()
-
     def config_for(self, manifest: Path) -> Config:
-        """The config a run of `manifest` uses, with the columns saved on this page (they matter when
-        --config names another file than the config.yaml they were saved in)."""
-        cfg = self._base_config(manifest)
+        """The config a run of `manifest` uses, found as the CLI finds it (prepare.config_for), with the
+        columns saved on this page (they matter when --config names another file than the one they went to)."""
+        cfg, _origin = prepare.config_for(manifest, self.config_flag)
         columns = self.columns.get(manifest)
         return replace(cfg, columns=columns) if columns is not None else cfg
 
     def save_columns(self, manifest: Path, mapping: dict[str, str]) -> Path:
         """Write config.yaml beside the manifest with this mapping; the config in use seeds the other keys."""
         target = manifest.parent / DEFAULT_CONFIG_NAME
-        source = target if target.is_file() else self.config_path(manifest)
+        in_use = self.config_for(manifest).source
+        source = target if target.is_file() else (Path(in_use) if in_use else None)
         base: dict[str, Any] | None = None
         if source is not None:
             try:
