@@ -13,6 +13,8 @@ from conftest import make_wav
 from runkit import CAMPAIGN, REPO, read_results
 from uikit import chrome, need_browser, quit_chrome, shot, start_ui, wait_for_file
 
+from importer.report import fmt_bytes
+
 pytestmark = pytest.mark.slow
 
 
@@ -106,7 +108,9 @@ def test_the_whole_job_on_the_shipped_example(browser, tmp_path):
         assert _text(driver, "#plan-calls") == "12"
         assert _text(driver, "#plan-agents").startswith("4")
         assert _text(driver, "#plan-already") == "0"
-        assert "MB" in _text(driver, "#plan-bytes") and _text(driver, "#plan-audio") == "23.8s (0.01 h)"
+        audio_bytes = sum(f.stat().st_size for f in (folder / "audio").iterdir())
+        assert _text(driver, "#plan-bytes") == fmt_bytes(audio_bytes)
+        assert _text(driver, "#plan-audio") == "23.8s (0.01 h)"
         shot(driver, "example-4-plan")
         _click(driver, "#start")
 
