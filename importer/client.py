@@ -4,7 +4,8 @@
 - the key only ever travels as the `x-api-key` header to the configured base URL;
 - an upload streams the file from disk through a multipart body rebuilt for every attempt, with a boundary
   derived from the call so that a resent body is byte-identical;
-- what a response or a failure means is decided by `policy`, not here.
+- what a response or a failure means is decided by `policy`, not here; the session (trusted CAs, the proxy)
+  comes from `network`, and a TLS or proxy failure, classified by `tls`, is never retried.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from pathlib import Path
 from typing import Protocol
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests_toolbelt import MultipartEncoder
 
+from . import network, tls
 from .body import CountingBody, HashingReader, metadata_json, multipart_boundary
 from .policy import Verdict, classify_failure, classify_status, error_message, quota_wait, retry_delay
 from .safety import check_base_url, clean_text, redact
@@ -32,7 +33,6 @@ from .safety import check_base_url, clean_text, redact
 log = logging.getLogger("importer.client")
 
 MAX_RESPONSE_BYTES = 64 * 1024
-USER_AGENT = "allobrain-import/0.1"
 
 
 class CallLike(Protocol):
@@ -61,6 +61,7 @@ class Attempted:
     interrupted: bool = False  # stopped (Ctrl-C or an auth abort) while waiting to retry: never taken
     fingerprint: str | None = None  # sha256 of the recording as it was sent (the same-recording rule)
     quota_seconds: float | None = None  # a 429 beyond max_retry_after: the API's quota, open again in this long
+    setup_problem: tls.ConnectProblem | None = None  # a TLS or proxy failure: not retried, nothing was sent
 
 
 class RateLimiter:
@@ -92,13 +93,6 @@ class RateLimiter:
         return not (stop is not None and stop.is_set())
 
 
-class _NoNetrc(requests.auth.AuthBase):
-    """Setting any session auth stops requests from reading ~/.netrc; this one adds nothing."""
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return r
-
-
 class ApiClient:
     def __init__(
         self,
@@ -113,8 +107,11 @@ class ApiClient:
         stop: threading.Event | None = None,
         rng: random.Random | None = None,
         bandwidth: Callable[[int], object] | None = None,  # a bandwidth cap (pacing.ByteBucket.take)
+        ca_bundle: str | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url)
+        self._ca_bundle = ca_bundle
+        self._where = network.endpoint(self.base_url, ca_bundle)
         self._key = api_key
         self.timeout = (connect_timeout, timeout)
         self.max_attempts = max_attempts
@@ -135,22 +132,11 @@ class ApiClient:
     def _session(self) -> requests.Session:
         s = getattr(self._local, "session", None)
         if s is None:
-            s = requests.Session()
-            s.auth = _NoNetrc()
+            # No ~/.netrc, our CAs, and the proxy read from the environment once (see network.make_session).
             # Redirects are refused by allow_redirects=False on every request. (max_redirects=0 must not be
             # used for that: requests then raises TooManyRedirects on any 3xx with a Location, which reads as
             # a lost connection after the body was sent, so the row became `unknown` instead of `failed`.)
-            s.headers["User-Agent"] = USER_AGENT
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
-            s.mount("https://", adapter)
-            s.mount("http://", adapter)
-            # Proxies (HTTPS_PROXY, NO_PROXY...) and REQUESTS_CA_BUNDLE are read from the environment once per
-            # session: with trust_env left on, requests rescans os.environ on every request (a quarter of the
-            # client's CPU per call in the benchmarks). trust_env=False also keeps ~/.netrc out for good.
-            env = s.merge_environment_settings(self.base_url, {}, None, None, None)
-            s.proxies.update(env["proxies"])
-            s.verify = env["verify"]
-            s.trust_env = False
+            s = network.make_session(self.base_url, self._ca_bundle)
             self._local.session = s
             with self._sessions_lock:
                 self._sessions.append(s)
@@ -250,9 +236,12 @@ class ApiClient:
                 err = exc.error if isinstance(exc, _Transport) else exc
                 fully_sent = exc.fully_sent if isinstance(exc, _Transport) else True
                 verdict = classify_failure(fully_sent, invite=invite)
-                message = _describe_failure(err, None if invite else fully_sent)
-                last = Attempted(verdict, None, message, attempt)
+                problem = tls.classify(err, self._where)  # a certificate or a proxy refusal: not retried
+                message = problem.line if problem else _describe_failure(err, None if invite else fully_sent)
+                last = Attempted(verdict, None, message, attempt, setup_problem=problem)
                 log.info("%s: attempt %d failed after %.2fs: %s", label, attempt, time.monotonic() - started, message)
+                if problem:
+                    return last
             else:
                 status = response.status_code
                 body = _read_capped(response)
@@ -361,6 +350,8 @@ def _describe_failure(err: BaseException, fully_sent: bool | None) -> str:
         what = "no answer before the read timeout"
     elif isinstance(err, requests.exceptions.SSLError):
         what = "TLS error"
+    elif isinstance(err, requests.exceptions.ProxyError):  # any other proxy failure is a tls.ConnectProblem
+        what = "the proxy could not reach the API"
     elif isinstance(err, requests.ConnectionError):
         text = str(err)
         if "Connection refused" in text or "NewConnectionError" in text:

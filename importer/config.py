@@ -28,6 +28,7 @@ DELIMITERS = {"auto": "auto", ",": ",", ";": ";", "\t": "\t", "tab": "\t", "\\t"
 class ApiConfig:
     base_url: str = DEFAULT_BASE_URL
     api_key_env: str = "ALLOBRAIN_API_KEY"
+    ca_bundle: str | None = None  # a PEM file of extra trusted CAs; relative to the config file's folder
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,19 @@ def load_config(path: str | os.PathLike[str] | None = None, cwd: Path | None = N
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p} is not valid YAML: {_yaml_problem(exc)}") from None
     cfg = parse_config(data if data is not None else {}, source=str(p))
-    return cfg
+    return _resolve_ca_bundle(cfg, p.parent)
+
+
+def _resolve_ca_bundle(cfg: Config, folder: Path) -> Config:
+    """`api.ca_bundle` is read relative to the config file's folder (as people write it beside the config);
+    a missing file is reported here, by `validate` too, not at the first connection."""
+    if cfg.api.ca_bundle is None:
+        return cfg
+    path = folder / Path(cfg.api.ca_bundle).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{cfg.source}: 'api.ca_bundle': file not found: {path} (a PEM file of CA "
+                          "certificates; a relative path is read from the config file's folder)")
+    return replace(cfg, api=replace(cfg.api, ca_bundle=str(path.resolve())))
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -4,6 +4,7 @@
     ├── UsageError                  bad flag, missing API key, refused URL          -> exit 2
     ├── ConfigError                 config.yaml unreadable, unknown key, bad value  -> exit 2
     ├── ManifestError               manifest unreadable or unusable as a whole      -> exit 2
+    ├── NetworkSetupError           a TLS or proxy failure before any call was sent -> exit 2
     └── AuthError                   the API refused the key (401/403)               -> exit 3
 
 Row-level problems are not exceptions: they are values (`manifest.Problem`) and row outcomes.
@@ -28,6 +29,16 @@ class ConfigError(ImportToolError):
 
 class ManifestError(ImportToolError):
     """The manifest as a whole cannot be used (unreadable, undecidable encoding or delimiter, missing column)."""
+
+
+class NetworkSetupError(ImportToolError):
+    """The way to a host is blocked for a reason no retry changes: its certificate is not trusted, expired or
+    for another name, the TLS handshake fails, or the proxy refuses. Raised before any call is sent; the
+    message names the host (or the proxy), the reason and the setting that fixes it."""
+
+    def __init__(self, problem: object) -> None:
+        super().__init__(getattr(problem, "line", str(problem)))
+        self.problem = problem
 
 
 class AuthError(ImportToolError):

@@ -7,6 +7,7 @@ import threading
 
 from .client import Attempted
 from .policy import mentions_campaign
+from .tls import ConnectProblem
 
 CAMPAIGN_NOT_FOUND_LIMIT = 5
 
@@ -35,20 +36,25 @@ class CampaignGuard:
 
 class ReachabilityGuard:
     """Consecutive requests that ended without any HTTP answer (refused, timed out, DNS) after all their
-    retries. Any answer resets the count."""
+    retries. Any answer resets the count. A TLS or proxy failure stops the run at the first one: every request
+    would fail alike, and the fix is a setting (`problem` keeps it for the summary)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._streak = 0
         self._lock = threading.Lock()
+        self.problem: ConnectProblem | None = None
 
     def answered(self) -> None:
         with self._lock:
             self._streak = 0
 
-    def failed(self, message: str) -> str | None:
-        """Returns the reason to stop once the limit is reached."""
+    def failed(self, message: str, problem: ConnectProblem | None = None) -> str | None:
+        """Returns the reason to stop once the limit is reached (at once for a TLS or proxy `problem`)."""
         with self._lock:
+            if problem is not None:
+                self.problem = self.problem or problem
+                return self.problem.reason
             self._streak += 1
             if self._streak >= self.limit:
                 return (f"the API did not answer {self._streak} requests in a row after retries ({message}); "

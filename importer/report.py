@@ -119,6 +119,8 @@ def next_steps(s: RunSummary, rerun: str) -> list[str]:
     lines = []
     if s.auth_error:
         lines.append(f"next: check the API key ({host} refused it), then rerun what is left: {rerun}")
+    elif s.setup_problem is not None:  # a certificate or a proxy: the fix is a setting, not the rows
+        lines.append(f"next ({s.setup_problem.host}): {s.setup_problem.fix}; then rerun what is left: {rerun}")
     elif s.halted:
         lines.append(f"next: {host} did not answer; check the network, the proxy and api.base_url, then rerun what is "
                      f"left: {rerun}")
@@ -126,7 +128,7 @@ def next_steps(s: RunSummary, rerun: str) -> list[str]:
         lines.append(f"next: campaign {campaign} answered not found at {host}: check the campaign id (the campaign_id "
                      "column, campaign_id in config.yaml or --campaign-id), then rerun what is left")
     to_fix = sum(c.get(k, 0) for k in ("invalid", "failed", "agent_failed"))
-    if to_fix and not s.auth_error:
+    if to_fix and not s.auth_error and s.setup_problem is None:
         lines.append(f"next: fix what import_error says in the results file, then rerun what is left: {rerun}")
     elif c.get("not_attempted") and s.pause and not lines:
         lines.append(f"next: rerun what is left at or after {s.pause.when}: {rerun}")
@@ -159,6 +161,7 @@ def summary_dict(s: RunSummary) -> dict[str, Any]:
         "campaigns_not_found": sorted(s.campaigns_stopped),
         "auth_error": s.auth_error,
         "halted": s.halted,
+        "setup_problem": s.setup_problem.kind if s.setup_problem else None,
         "interrupted": s.interrupted,
         "signal": s.signum if s.interrupted else None,
         # Quota or sending hours: why sending stopped, and the next slot (ISO 8601 with offset) for schedulers.

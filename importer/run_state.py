@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .pacing import Pause
+    from .tls import ConnectProblem
 
 
 class Progress(Protocol):
@@ -48,6 +49,7 @@ class RunSummary:
     api_url: str = ""
     auth_error: str | None = None
     halted: str | None = None  # the run stopped itself (the API unreachable)
+    setup_problem: ConnectProblem | None = None  # ... because of a TLS or proxy failure (halted says it too)
     interrupted: bool = False
     signum: int | None = None  # the signal that interrupted it (SIGINT 2, SIGHUP 1, SIGTERM 15)
     pause: Pause | None = None  # quota or sending hours stopped sending; when the next slot is
@@ -56,6 +58,8 @@ class RunSummary:
     def exit_code(self) -> int:
         if self.auth_error:
             return 3
+        if self.setup_problem:  # a TLS or proxy failure is a setting to change, as when the preflight finds it
+            return 2
         if self.interrupted:
             return 128 + (self.signum or 2)
         done = self.counts.get("uploaded", 0) + self.counts.get("already_uploaded", 0)

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from . import runinfo
+from . import network, runinfo
 from .client import ApiClient, Attempted, RateLimiter
 from .config import Config
 from .errors import UsageError
@@ -57,6 +57,7 @@ class ImportRun:
             limiter=RateLimiter(cfg.upload.max_per_second),
             stop=self.stop.event,
             bandwidth=self.pacing.bandwidth,
+            ca_bundle=cfg.api.ca_bundle,
         )
         self.auth_error: str | None = None
         self.campaigns = CampaignGuard()
@@ -84,6 +85,7 @@ class ImportRun:
             self.summary.elapsed = time.monotonic() - started
             self.summary.auth_error = self.auth_error
             self.summary.halted = self.halted
+            self.summary.setup_problem = self.reach.problem
             self.summary.campaigns_stopped = dict(self.campaigns.stopped)
             self.summary.api_url = self.client.base_url
             self.summary.pause = self.pacing.pause
@@ -125,8 +127,9 @@ class ImportRun:
                     self._abort(result)
                 elif not result.interrupted:
                     self._unreachable(result)
-                    status = f"HTTP {result.http_status}: " if result.http_status else ""
-                    failed[email] = f"inviting agent {email} failed ({status}{result.message})"
+                    if result.setup_problem is None:  # after a TLS or proxy stop, its rows wait as not_attempted
+                        status = f"HTTP {result.http_status}: " if result.http_status else ""
+                        failed[email] = f"inviting agent {email} failed ({status}{result.message})"
             self.progress.advance("agents")
 
         with ThreadPoolExecutor(self.cfg.agents.workers, thread_name_prefix="invite") as pool:
@@ -242,7 +245,7 @@ class ImportRun:
         if result.verdict is Verdict.AUTH:
             self._abort(result)
             return Outcome("failed", error=f"the API refused the key: {result.message}", **common)
-        if result.interrupted:
+        if result.interrupted or result.setup_problem:  # nothing was sent
             return Outcome("not_attempted", error=result.message, **common)
         self.campaigns.record(call.campaign_id, result)
         return Outcome("failed", error=result.message, **common)
@@ -275,7 +278,7 @@ class ImportRun:
         spend hours retrying every remaining row against an API that is down."""
         if result.verdict is not Verdict.RETRY or result.http_status is not None or result.interrupted:
             return False
-        reason = self.reach.failed(result.message)
+        reason = self.reach.failed(result.message, result.setup_problem)
         if reason and self.halted is None:
             self.halted = reason
             log.error("%s; stopping the run", reason)
@@ -331,6 +334,8 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
     Beside the results file, a run-info file records the API, the folder relative paths resolve against,
     and whether every row was written (see runinfo.py); it says `complete` only once the run has ended.
     """
+    # Before the ledger or the results file exist: a TLS or proxy failure ends the run here, in one line.
+    network.preflight(api_url, ca_bundle=cfg.api.ca_bundle, timeout=cfg.upload.connect_timeout_seconds)
     loaded = vm.loaded
     rows = (list(r) for r in loaded.frame.itertuples(index=False, name=None))
     api = canonical_api(api_url)

@@ -1,4 +1,4 @@
-"""The request log (-v, --log-file), with the key redacted everywhere, tracebacks included."""
+"""The request log (-v, --log-file), with the key and proxy credentials redacted everywhere, tracebacks included."""
 
 from __future__ import annotations
 
@@ -11,15 +11,20 @@ from ..safety import redact
 
 
 class _RedactKey(logging.Filter):
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, *others: str) -> None:
         super().__init__()
-        self.key = key
+        self.secrets = (key, *others)
+
+    def _clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = redact(text, secret)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage(), self.key)
+        record.msg = self._clean(record.getMessage())
         record.args = ()
         if record.exc_info:  # tracebacks too: render it here, redacted, so no handler renders it raw
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.key)
+            record.exc_text = self._clean(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
 
@@ -37,6 +42,9 @@ class _RedactingFormatter(logging.Formatter):
 
 
 def setup_logging(args: argparse.Namespace, api_key: str) -> None:
+    from ..network import proxy_secrets  # imported here: it loads requests, which --version does not need
+
+    secrets = proxy_secrets()
     logger = logging.getLogger("importer")
     logger.handlers.clear()
     logger.propagate = False
@@ -55,5 +63,5 @@ def setup_logging(args: argparse.Namespace, api_key: str) -> None:
         handlers.append(logging.NullHandler())
     for h in handlers:
         h.setFormatter(fmt)
-        h.addFilter(_RedactKey(api_key))
+        h.addFilter(_RedactKey(api_key, *secrets))
         logger.addHandler(h)

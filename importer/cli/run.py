@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import tempfile
 from pathlib import Path
@@ -148,7 +149,16 @@ def _run_in_sandbox(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace
     with tempfile.TemporaryDirectory(prefix="allobrain-sandbox-") as tmp, \
             Sandbox(data_dir=Path(tmp) / "data") as sb:
         out(f"sandbox API at {sb.url} (temporary; its ledger lives only for this run)")
-        code = _run(vm, cfg, args, api_url=sb.url, api_key=sb.api_key, state_dir=Path(tmp) / "state")
+        # The sandbox is on this machine's loopback, where a company proxy (HTTP_PROXY) can never reach it.
+        no_proxy = os.environ.get("no_proxy")
+        os.environ["no_proxy"] = ",".join(filter(None, (no_proxy or os.environ.get("NO_PROXY"), sb.host)))
+        try:
+            code = _run(vm, cfg, args, api_url=sb.url, api_key=sb.api_key, state_dir=Path(tmp) / "state")
+        finally:
+            if no_proxy is None:
+                os.environ.pop("no_proxy", None)
+            else:
+                os.environ["no_proxy"] = no_proxy
         out(f"sandbox received {len(sb.calls())} calls from {len(sb.agents())} agents")
         return code
 

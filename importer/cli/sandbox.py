@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--max-upload-mb", type=float, default=2048, help="larger uploads get 413")
     s.add_argument("--data-dir", type=Path, help="where received files are kept (default: a temporary folder)")
     s.add_argument("--seed", type=int, help="seed for the random faults")
+    s.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate (chain); needs --tls-key")
+    s.add_argument("--tls-key", type=Path, help="the PEM private key of --tls-cert")
     s.set_defaults(func=cmd_sandbox)
 
 
@@ -62,7 +64,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             sb = Sandbox(host=args.host, port=args.port, api_key=args.api_key or SANDBOX_API_KEY,
                          campaigns=args.campaign or None, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
                          fail_rate=args.fail_rate, drop_rate=args.drop_rate, max_upload_mb=args.max_upload_mb,
-                         daily_quota=args.daily_quota, data_dir=args.data_dir, seed=args.seed)
+                         daily_quota=args.daily_quota, data_dir=args.data_dir, seed=args.seed,
+                         tls_cert=args.tls_cert, tls_key=args.tls_key)
             sb.start()
         except (ValueError, OSError, OverflowError) as exc:  # a bad setting, or the port is taken
             raise UsageError(f"sandbox: {exc}") from None

@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import socket
+import ssl
 import threading
 import time
 from typing import IO, TYPE_CHECKING, Any
@@ -23,8 +24,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger("importer.sandbox")
 
 
-def listen(host: str, port: int, app: WSGIApplication, registry: ConnectionRegistry) -> BaseWSGIServer:
-    """A threaded Werkzeug server on host:port whose connections are tracked by `registry`."""
+def server_tls_context(cert: str | None, key: str | None) -> ssl.SSLContext:
+    """The context of an HTTPS sandbox, from a PEM certificate (chain) and its private key."""
+    if not (cert and key):
+        raise ValueError("--tls-cert and --tls-key go together: give both (PEM files)")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise ValueError(f"TLS certificate or key not found: {exc.filename or cert}") from None
+    except (ssl.SSLError, OSError) as exc:
+        why = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise ValueError(f"cannot load the TLS certificate {cert} with the key {key} ({why}); "
+                         "--tls-cert takes a PEM certificate, --tls-key its PEM private key") from None
+    return ctx
+
+
+def listen(host: str, port: int, app: WSGIApplication, registry: ConnectionRegistry,
+           tls: ssl.SSLContext | None = None) -> BaseWSGIServer:
+    """A threaded Werkzeug server on host:port whose connections are tracked by `registry`; HTTPS with `tls`."""
     # Werkzeug prints to stderr and calls sys.exit(1) when it cannot bind; bind here instead so
     # the caller gets an OSError it can report, and hand Werkzeug the listening socket.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -38,7 +56,7 @@ def listen(host: str, port: int, app: WSGIApplication, registry: ConnectionRegis
         raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     handler = type("BoundSandboxRequestHandler", (SandboxRequestHandler,), {"registry": registry})
     try:
-        return make_server(
+        server = make_server(
             host,
             listener.getsockname()[1],
             app,
@@ -48,6 +66,13 @@ def listen(host: str, port: int, app: WSGIApplication, registry: ConnectionRegis
         )
     finally:
         listener.close()  # the server holds its own duplicate of the descriptor
+    if tls is not None:
+        # Not make_server(ssl_context=): that shakes hands inside accept(), on the one thread that accepts, so
+        # a client that never finishes its handshake would block every other. Here each connection's
+        # handshake runs on its own thread (SandboxRequestHandler.handle), and is counted.
+        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        server.ssl_context = tls  # Werkzeug then says https in the WSGI environ
+    return server
 
 
 class HashingReader(io.RawIOBase):
@@ -118,6 +143,7 @@ class ConnectionRegistry:
         self._lock = threading.Lock()
         self._live: dict[SandboxRequestHandler, threading.Thread] = {}
         self._closed = False
+        self.handshakes = 0  # TLS handshakes begun (succeeded or not), so tests can see a retry storm
 
     def add(self, handler: SandboxRequestHandler) -> None:
         with self._lock:
@@ -125,6 +151,10 @@ class ConnectionRegistry:
             closed = self._closed
         if closed:
             _shutdown_quietly(handler.connection)
+
+    def count_handshake(self) -> None:
+        with self._lock:
+            self.handshakes += 1
 
     def discard(self, handler: SandboxRequestHandler) -> None:
         with self._lock:
@@ -208,6 +238,9 @@ class SandboxRequestHandler(WSGIRequestHandler):
 
     def handle(self) -> None:
         try:
+            if isinstance(self.connection, ssl.SSLSocket):
+                self.registry.count_handshake()
+                self.connection.do_handshake()  # a client refusing our certificate ends here, quietly
             super().handle()
         except Exception:
             # socketserver would print this traceback to stderr; a dropped or stopped connection is routine.

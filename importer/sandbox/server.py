@@ -57,6 +57,8 @@ class Sandbox:
         daily_quota: int = 0,
         data_dir: str | Path | None = None,
         seed: int | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
     ) -> None:
         if not latency_ms >= 0:  # written so that NaN fails too
             raise ValueError(f"latency_ms must be >= 0, got {latency_ms!r}")
@@ -68,6 +70,8 @@ class Sandbox:
             raise ValueError(f"port must be from 1 to 65535, got {port!r}")
         if not api_key:
             raise ValueError("the API key must not be empty")
+        self._tls = (transport.server_tls_context(str(tls_cert or ""), str(tls_key or ""))
+                     if tls_cert or tls_key else None)
         self.host = host
         self.port = port
         self.url = ""
@@ -166,7 +170,7 @@ class Sandbox:
         with self._lifecycle:
             if self._server is not None:
                 raise RuntimeError("this Sandbox was already started; create a new one")
-            self._server = transport.listen(self.host, self.port, self._app, self._registry)
+            self._server = transport.listen(self.host, self.port, self._app, self._registry, self._tls)
             self.port = self._server.port
             if self._data_dir_arg is None:
                 self.data_dir = Path(tempfile.mkdtemp(prefix="allobrain-sandbox-"))
@@ -177,7 +181,7 @@ class Sandbox:
             if self._data_dir_arg is not None:
                 self._store.keep_in(self.data_dir / "sandbox-state.jsonl")
             shown = f"[{self.host}]" if ":" in self.host else self.host
-            self.url = f"http://{shown}:{self.port}"
+            self.url = f"{'https' if self._tls else 'http'}://{shown}:{self.port}"
 
     # ------------------------------------------------------------------ inspection and setup
 
@@ -186,6 +190,11 @@ class Sandbox:
 
     def calls(self) -> list[dict[str, Any]]:
         return self._store.calls()
+
+    @property
+    def tls_handshakes(self) -> int:
+        """TLS handshakes begun on this sandbox (0 when it serves plain http)."""
+        return self._registry.handshakes
 
     def requests_log(self) -> list[dict[str, Any]]:
         return self._store.requests_log()
