@@ -189,9 +189,9 @@ def test_the_sandbox_needs_both_tls_files(tmp_path: Path, pki) -> None:
     from runkit import run_cli
 
     chain, _ = pki.certs["good"]
-    r = run_cli("sandbox", "--port", "0", "--tls-cert", chain)
+    r = run_cli("sandbox", "--port", "65000", "--tls-cert", chain)
     assert r.code == 2 and r.err == "error: sandbox: --tls-cert and --tls-key go together: give both (PEM files)\n"
-    r = run_cli("sandbox", "--port", "0", "--tls-cert", chain, "--tls-key", chain)
+    r = run_cli("sandbox", "--port", "65000", "--tls-cert", chain, "--tls-key", chain)
     assert r.code == 2 and r.err.startswith(f"error: sandbox: cannot load the TLS certificate {chain} with the key")
 
 
