@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--max-upload-mb", type=float, default=2048, help="larger uploads get 413")
     s.add_argument("--data-dir", type=Path, help="where received files are kept (default: a temporary folder)")
     s.add_argument("--seed", type=int, help="seed for the random faults")
-    s.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate (chain); needs --tls-key")
-    s.add_argument("--tls-key", type=Path, help="the PEM private key of --tls-cert")
+    s.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS with this PEM certificate (chain); needs --tls-key")
+    s.add_argument("--tls-key", type=Path, metavar="FILE", help="the PEM private key of --tls-cert")
     s.set_defaults(func=cmd_sandbox)
 
 
