@@ -4,6 +4,8 @@
     ├── UsageError                  bad flag, missing API key, refused URL          -> exit 2
     ├── ConfigError                 config.yaml unreadable, unknown key, bad value  -> exit 2
     ├── ManifestError               manifest unreadable or unusable as a whole      -> exit 2
+    ├── SourceError                 a recordings store unusable as a whole (missing extra,
+    │                               no credentials, unreachable, unknown SSH host key) -> exit 2
     └── AuthError                   the API refused the key (401/403)               -> exit 3
 
 Row-level problems are not exceptions: they are values (`manifest.Problem`) and row outcomes.
@@ -28,6 +30,11 @@ class ConfigError(ImportToolError):
 
 class ManifestError(ImportToolError):
     """The manifest as a whole cannot be used (unreadable, undecidable encoding or delimiter, missing column)."""
+
+
+class SourceError(ImportToolError):
+    """Where the recordings live cannot be used at all (an S3 bucket, an SFTP server, an https host): one
+    error for the whole manifest, naming the fix, instead of one per row."""
 
 
 class AuthError(ImportToolError):

@@ -28,6 +28,7 @@ from .results import Outcome, ResultsWriter, finished_now
 from .run_state import NoProgress, Progress, RunSummary, StopSignal
 from .runinfo import RunInfo
 from .safety import canonical_api
+from .sources import Sources
 
 log = logging.getLogger("importer.run")
 
@@ -57,6 +58,7 @@ class ImportRun:
             limiter=RateLimiter(cfg.upload.max_per_second),
             stop=self.stop.event,
             bandwidth=self.pacing.bandwidth,
+            sources=Sources(cfg.files),  # recordings stream from where they live (disk, S3, SFTP, https)
         )
         self.auth_error: str | None = None
         self.campaigns = CampaignGuard()
@@ -273,7 +275,8 @@ class ImportRun:
     def _unreachable(self, result: Attempted) -> bool:
         """Count requests that never got an answer; past the guard's limit the run stops itself rather than
         spend hours retrying every remaining row against an API that is down."""
-        if result.verdict is not Verdict.RETRY or result.http_status is not None or result.interrupted:
+        if (result.verdict is not Verdict.RETRY or result.http_status is not None or result.interrupted
+                or result.from_source):
             return False
         reason = self.reach.failed(result.message)
         if reason and self.halted is None:
