@@ -21,6 +21,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _PROBE = 256  # files checked in this thread before deciding whether threads would help
+_FIRST_PROBE = 16  # ...unless the first few are already very slow (a remote store: milliseconds each)
 _SLOW_ITEM_SECONDS = 0.0005  # slower than this per file: the storage waits, so overlap the waits
 _WORKERS = 16
 
@@ -108,9 +109,12 @@ def map_adaptive(func: Callable[[T], R], items: Sequence[T]) -> list[R]:
     items in this thread, and hand the rest to a pool only when they were slow. Chunks, not one future per
     item: a million futures would cost more than the work.
     """
-    head = min(len(items), _PROBE)
     started = time.perf_counter()
-    out = [func(x) for x in items[:head]]
+    out = [func(x) for x in items[:_FIRST_PROBE]]
+    head = len(out)
+    if (time.perf_counter() - started) / max(head, 1) < 20 * _SLOW_ITEM_SECONDS:
+        out.extend(func(x) for x in items[head:_PROBE])
+        head = len(out)
     if head == len(items):
         return out
     per_item = (time.perf_counter() - started) / max(head, 1)

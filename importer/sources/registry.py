@@ -25,7 +25,7 @@ LOCAL = "file"
 def scheme_of(location: str) -> str:
     """"s3", "sftp", "https", "http", another scheme's name, or "file" for a local path."""
     head, sep, _ = location.partition("://")
-    if not sep or not head.isascii() or not head.isalpha() or len(head) < 2:
+    if not sep or not head.isascii() or not head.isalnum() or not head[0].isalpha() or len(head) < 2:
         return LOCAL  # `C:\\x` and `./a://b` are paths, not URLs
     return head.lower()
 

@@ -18,6 +18,7 @@ instance's role); they are never read from config.yaml, never printed or logged.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections import defaultdict
@@ -180,7 +181,8 @@ class S3Backend:
             except SourceProblem as exc:
                 raise OSError(exc.message) from None
 
-        return RangedReader(fetch, checked.size, budget)  # type: ignore[return-value]
+        # Buffered: a WAV header walk is a dozen small reads, and each raw read would be one request.
+        return io.BufferedReader(RangedReader(fetch, checked.size, budget), 16 * 1024)  # type: ignore[return-value]
 
     def _get(self, url: str, etag: str, byte_range: str | None) -> Any:
         return self._get_sized(url, etag, byte_range)[0]
