@@ -85,6 +85,9 @@ class SftpBackend:
     def _server(self, where: tuple[str, str, int]) -> _Server:
         with self._lock:
             server = self._servers.get(where)
+            if server is not None and not _alive(server):  # dropped by the server: a new connection
+                server.client.close()
+                server = None
             if server is None:
                 server = self._servers[where] = _Server(self._connect(*where))
             return server
@@ -152,7 +155,7 @@ class SftpBackend:
 
     def _give_back(self, server: _Server, sftp: Any, broken: bool = False) -> None:
         with server.cond:
-            if broken:
+            if broken or not _alive(server):
                 server.count -= 1
             else:
                 server.idle.append(sftp)
@@ -242,6 +245,11 @@ class SftpBackend:
             servers, self._servers = list(self._servers.values()), {}
         for server in servers:
             server.client.close()
+
+
+def _alive(server: _Server) -> bool:
+    transport = server.client.get_transport()
+    return transport is not None and transport.is_active()
 
 
 def _missing(url: str, exc: OSError) -> str:
