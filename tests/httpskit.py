@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import ssl
 import threading
 from collections.abc import Iterator
@@ -14,15 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import sourcekit
 
 
 def require() -> None:
-    try:
-        import trustme  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("trustme is a test dependency (pip install -e '.[test]')")
+    sourcekit.require("trustme")
 
 
 class HttpsFiles:

@@ -5,26 +5,19 @@ real store shows (a 403 on one object, a connection dropped in the middle of an 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from urllib.parse import parse_qs, unquote
 
 import pytest
+import sourcekit
 
 MISSING = "moto[server] and boto3 are test dependencies (pip install -e '.[test]')"
 
 
 def require() -> None:
-    """Skip locally when moto is missing; under CI=true a missing server is a failure, never a skip."""
-    try:
-        import boto3  # noqa: F401
-        import moto.server  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(MISSING)
+    sourcekit.require("boto3", "moto.server")
 
 
 def kind_of(environ: dict) -> str:

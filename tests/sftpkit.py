@@ -5,26 +5,19 @@ connection in the middle of a file."""
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sourcekit
 
 USER = "calls"
 PASSWORD = "s3cret-sftp-password"
 
 
 def require() -> None:
-    """Skip locally when asyncssh or paramiko is missing; under CI=true that is a failure, never a skip."""
-    try:
-        import asyncssh  # noqa: F401
-        import paramiko  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("asyncssh and paramiko are test dependencies (pip install -e '.[test]')")
+    sourcekit.require("asyncssh", "paramiko")
 
 
 class SftpServer:

@@ -3,13 +3,13 @@ from named environment variables; the object pinned by its ETag."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 
 from conftest import make_wav
 from httpskit import https_files  # noqa: F401 - the fixture
-from runkit import CAMPAIGN, read_results, run_cli
+from runkit import read_results, run_cli
+from sourcekit import url_manifest
 
 from importer.config import load_config
 from importer.manifest import load_manifest, validate_manifest
@@ -17,13 +17,7 @@ from importer.runner import run_import
 
 
 def manifest(folder: Path, cells: list[str]) -> Path:
-    path = folder / "calls.csv"
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["file_path", "agent_email", "conversation_timestamp", "campaign_id"])
-        for i, cell in enumerate(cells):
-            w.writerow([cell, "agent0@example.com", 1_750_000_000 + i * 60, CAMPAIGN])
-    return path
+    return url_manifest(folder, cells, agents=1)
 
 
 def config(folder: Path) -> Path:

@@ -3,14 +3,14 @@ Against moto's real S3 server on loopback (tests/s3kit.py), never a mock of boto
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 
 import pytest
 from conftest import make_mp3, make_wav
-from runkit import CAMPAIGN, read_results, run_cli
+from runkit import read_results, run_cli
 from s3kit import s3  # noqa: F401 - the fixture
+from sourcekit import url_manifest
 
 from importer.config import load_config
 from importer.manifest import load_manifest, validate_manifest
@@ -28,14 +28,8 @@ def put(s3, key: str, body: bytes) -> None:  # noqa: F811
     s3.client().put_object(Bucket=BUCKET, Key=key, Body=body)
 
 
-def manifest(folder: Path, cells: list[str], name: str = "calls.csv") -> Path:
-    path = folder / name
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["file_path", "agent_email", "conversation_timestamp", "campaign_id"])
-        for i, cell in enumerate(cells):
-            w.writerow([cell, f"agent{i % 2}@example.com", 1_750_000_000 + i * 60, CAMPAIGN])
-    return path
+def manifest(folder: Path, cells: list[str]) -> Path:
+    return url_manifest(folder, cells, agents=2)
 
 
 def config(folder: Path, s3, **files: str) -> Path:  # noqa: F811

@@ -3,13 +3,13 @@ pinned by size and modification time. Against a real asyncssh server on loopback
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 
 from conftest import make_wav
-from runkit import CAMPAIGN, read_results, run_cli
+from runkit import read_results, run_cli
 from sftpkit import PASSWORD, sftp  # noqa: F401 - the fixture
+from sourcekit import url_manifest
 
 from importer.config import load_config
 from importer.manifest import load_manifest, validate_manifest
@@ -21,13 +21,7 @@ def recording(server, name: str, seed: int, seconds: float = 0.5) -> bytes:  # n
 
 
 def manifest(folder: Path, cells: list[str]) -> Path:
-    path = folder / "calls.csv"
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["file_path", "agent_email", "conversation_timestamp", "campaign_id"])
-        for i, cell in enumerate(cells):
-            w.writerow([cell, "agent0@example.com", 1_750_000_000 + i * 60, CAMPAIGN])
-    return path
+    return url_manifest(folder, cells, agents=1)
 
 
 def config(folder: Path, server, *, key: bool = True, password_env: str | None = None,  # noqa: ANN001
