@@ -77,7 +77,7 @@ class ImportRun:
         try:
             self.summary.recovered_unknown = self.ledger.recover()
             plan = make_plan(self.vm, self.ledger, retry_unknown=self.retry_unknown,
-                             allow_same_recording=self.allow_same_recording)
+                             allow_same_recording=self.allow_same_recording, sources=self.client.sources)
             self.summary.same_recording, self.summary.file_word = plan.same_recording, plan.file_word
             failed_agents = self._invite_agents(plan) if self.pacing.ready() else {}  # outside hours: nothing
             self._upload(plan, failed_agents)

@@ -7,6 +7,7 @@ needs it, not at import), once per Sources, and are shared by the threads that u
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections import defaultdict
@@ -106,6 +107,15 @@ class Sources:
         """A stream of the whole recording for one upload attempt (a new one every attempt), or a
         SourceProblem: gone, refused, changed since validation (permanent), or the store failing (retry)."""
         return self.backend(scheme_of(str(pinned.file_path))).open(pinned)
+
+    def fingerprint(self, pinned: PinnedLike) -> str:
+        """sha256 of the recording's bytes, as an upload records it (the same-recording rule), read through
+        the same pinned stream as an upload."""
+        digest = hashlib.sha256()
+        with self.open(pinned) as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
 
     def reader(self, checked: Checked, budget: int) -> BinaryIO | None:
         """A seekable stream for reading a duration, fetching at most `budget` bytes of a remote object;
