@@ -203,3 +203,19 @@ def test_a_store_that_cannot_be_used_is_one_error_for_the_manifest(tmp_path, buc
                 "unreachable": "cannot reach the S3 store"}[case]
     assert expected in r.err, r.err
     assert "testing" not in r.err  # credentials are never shown
+
+
+def test_the_same_recording_under_another_timestamp_is_not_sent_twice(tmp_path, bucket, sandbox, monkeypatch):
+    monkeypatch.setenv("ALLOBRAIN_API_KEY", sandbox.api_key)
+    sandbox.add_agent("agent0@example.com")
+    put(bucket, FOLDER + "a.wav", wav_bytes(tmp_path, 13))
+    cfg = config(tmp_path, bucket)
+    first = url_manifest(tmp_path, [f"s3://{BUCKET}/{FOLDER}a.wav"], agents=1)
+    r = run_cli("run", first, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", tmp_path / "1.csv")
+    assert r.code == 0, r.out + r.err
+    shifted = tmp_path / "shifted.csv"  # the same row an hour later, as after a time-zone fix
+    shifted.write_text(first.read_text().replace("1750000000", "1750003600"))
+    r = run_cli("run", shifted, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", tmp_path / "2.csv")
+    [row] = read_results(tmp_path / "2.csv")
+    assert row["import_status"] == "already_uploaded" and "same recording" in row["import_error"], row
+    assert len(sandbox.calls()) == 1
