@@ -91,7 +91,7 @@ class HttpsBackend:
         try:
             response = self._get(url, {"Range": "bytes=0-63"})
         except SourceProblem as exc:
-            return Listed(url, 0, 0, "", f"{exc.message}: {url}")
+            return Listed(url, 0, 0, "", f"{exc.message}: {_shown(url)}")
         except requests.exceptions.SSLError as exc:
             raise SourceError(f"TLS error reaching {urlsplit(url).hostname} for the https:// recordings "
                               f"({clean_text(exc, 120)}); if it uses a private CA, set REQUESTS_CA_BUNDLE to "
@@ -102,19 +102,19 @@ class HttpsBackend:
         with response:
             status = response.status_code
             if status in (404, 410):
-                return Listed(url, 0, 0, "", f"file not found: {url} (HTTP {status})")
+                return Listed(url, 0, 0, "", f"file not found: {_shown(url)} (HTTP {status})")
             if status in (401, 403):
-                return Listed(url, 0, 0, "", f"the server refused access (HTTP {status}): {url}; check "
+                return Listed(url, 0, 0, "", f"the server refused access (HTTP {status}): {_shown(url)}; check "
                                              "files.https.headers_env")
             if status not in (200, 206):
-                return Listed(url, 0, 0, "", f"the server answered HTTP {status}: {url}")
+                return Listed(url, 0, 0, "", f"the server answered HTTP {status}: {_shown(url)}")
             size = _total_size(response)
             if size is None:
-                return Listed(url, 0, 0, "", f"the server does not give the size of {url} (no Content-Length)")
+                return Listed(url, 0, 0, "", f"the server does not give the size of {_shown(url)} (no Content-Length)")
             try:
                 head = response.raw.read(64)
             except Exception as exc:  # urllib3 raises its own types mid-body
-                return Listed(url, size, 0, "", f"cannot read {url} ({clean_text(exc, 120)})")
+                return Listed(url, size, 0, "", f"cannot read {_shown(url)} ({clean_text(exc, 120)})")
         with self._lock:
             self._heads[url] = head
             if status == 206:
@@ -134,31 +134,31 @@ class HttpsBackend:
         response = self._fetch(url, extra)
         if response.status_code != 200:
             response.close()
-            raise SourceProblem(f"the server answered HTTP {response.status_code} for {url}",
+            raise SourceProblem(f"the server answered HTTP {response.status_code} for {_shown(url)}",
                                 retryable=response.status_code in (206, 416))
         size = _total_size(response)
         now = _version(response)
         if size != pinned.file_size or (pinned.file_version and now != pinned.file_version):
             response.close()
             what = f"size {pinned.file_size} -> {size} bytes" if size != pinned.file_size else "ETag differs"
-            raise changed(url, what)
-        return GuardedStream(response.raw, pinned.file_size, url, response.close)  # type: ignore[return-value]
+            raise changed(_shown(url), what)
+        return GuardedStream(response.raw, pinned.file_size, _shown(url), response.close)  # type: ignore[return-value]
 
     def _fetch(self, url: str, extra: dict[str, str]) -> requests.Response:
         try:
             response = self._get(url, extra)
         except requests.RequestException as exc:
-            raise SourceProblem(f"cannot reach the server of {url} ({clean_text(exc, 120)})", retryable=True) from None
+            raise SourceProblem(f"cannot reach the server of {_shown(url)} ({clean_text(exc, 120)})", retryable=True) from None
         status = response.status_code
         if status in (404, 410, 412):
             response.close()
-            raise changed(url, "the server answered 412: ETag differs" if status == 412 else "deleted")
+            raise changed(_shown(url), "the server answered 412: ETag differs" if status == 412 else "deleted")
         if status in (401, 403):
             response.close()
-            raise SourceProblem(f"the server refused access to {url} (HTTP {status})", retryable=False)
+            raise SourceProblem(f"the server refused access to {_shown(url)} (HTTP {status})", retryable=False)
         if status >= 500 or status == 429:
             response.close()
-            raise SourceProblem(f"the server answered HTTP {status} for {url}", retryable=True)
+            raise SourceProblem(f"the server answered HTTP {status} for {_shown(url)}", retryable=True)
         return response
 
     def reader(self, checked: Checked, budget: int) -> BinaryIO | None:
@@ -183,6 +183,12 @@ class HttpsBackend:
             for s in self._sessions:
                 s.close()
             self._sessions.clear()
+
+
+def _shown(url: str) -> str:
+    """A URL as messages show it: without its query, where signed URLs carry their token."""
+    parts = urlsplit(url)
+    return url if not parts.query else url.split("?", 1)[0] + "?..."
 
 
 def _total_size(response: requests.Response) -> int | None:
