@@ -55,7 +55,7 @@ def make_plan(vm: ValidatedManifest, ledger: Ledger | None, *, retry_unknown: bo
     # ledger, a claim it does not know is an edited or reused row, and is sent.
     own_file = ledger is not None and vm.loaded.results_ledger is not None and (
         vm.loaded.results_ledger == ledger.ledger_id)
-    same = _SameRecording(ledger, sources or Sources()) if ledger is not None and not allow_same_recording else None
+    same = _SameRecording(ledger, sources or Sources(remote=False)) if ledger is not None and not allow_same_recording else None
     for call in vm.calls:
         entry = ledger.get(call_key(call)) if ledger is not None else None
         if entry is not None and entry.status == UPLOADED:

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from ..files_config import FilesConfig
 from ..safety import is_loopback_host
-from .base import Backend, Checked, Judge, PinnedLike, base_name, check_listed
+from .base import Backend, Checked, Judge, PinnedLike, SourceProblem, base_name, check_listed
 from .local import LocalBackend, resolve_cell
 
 REMOTE = ("s3", "sftp", "https", "http")
@@ -32,9 +32,10 @@ def scheme_of(location: str) -> str:
 
 
 class Sources:
-    def __init__(self, files: FilesConfig | None = None, *, pool: int = 32) -> None:
+    def __init__(self, files: FilesConfig | None = None, *, pool: int = 32, remote: bool = True) -> None:
         self.files = files or FilesConfig()
         self._pool = pool
+        self._remote = remote  # False: local files only (a caller without the config must not guess a store)
         self._backends: dict[str, Any] = {LOCAL: LocalBackend()}
         self._lock = threading.Lock()
 
@@ -131,6 +132,8 @@ class Sources:
             return found
 
     def _make(self, scheme: str) -> Backend:
+        if not self._remote:
+            raise SourceProblem(f"{scheme}:// is not read here (no files: config given)", retryable=False)
         if scheme == "s3":
             from .s3 import S3Backend
 
