@@ -2,8 +2,9 @@
 
 - one `requests.Session` per thread, no redirects, a timeout on every request, `~/.netrc` ignored;
 - the key only ever travels as the `x-api-key` header to the configured base URL;
-- an upload streams the file from disk through a multipart body rebuilt for every attempt, with a boundary
-  derived from the call so that a resent body is byte-identical;
+- an upload streams the recording from its source (disk, S3, SFTP, https: `sources`, reopened and checked
+  against what validation saw on every attempt) through a multipart body rebuilt for every attempt, with a
+  boundary derived from the call so that a resent body is byte-identical;
 - what a response or a failure means is decided by `policy`, not here; the session (trusted CAs, the proxy)
   comes from `network`, and a TLS or proxy failure, classified by `tls`, is never retried.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
-import os
 import random
 import threading
 import time
@@ -29,6 +29,7 @@ from . import network, tls
 from .body import CountingBody, HashingReader, metadata_json, multipart_boundary
 from .policy import Verdict, classify_failure, classify_status, error_message, quota_wait, retry_delay
 from .safety import check_base_url, clean_text, redact
+from .sources import SourceProblem, Sources
 
 log = logging.getLogger("importer.client")
 
@@ -39,10 +40,11 @@ class CallLike(Protocol):
     """What an upload needs to know about a call (a validated manifest row satisfies it)."""
 
     row: int
-    file_path: Path
+    file_path: Path | str
     file_name: str
     file_size: int
     file_mtime_ns: int
+    file_version: str
     agent_email: str
     timestamp: int
     campaign_id: str
@@ -62,6 +64,7 @@ class Attempted:
     fingerprint: str | None = None  # sha256 of the recording as it was sent (the same-recording rule)
     quota_seconds: float | None = None  # a 429 beyond max_retry_after: the API's quota, open again in this long
     setup_problem: tls.ConnectProblem | None = None  # a TLS or proxy failure: not retried, nothing was sent
+    from_source: bool = False  # the recording's store failed, not the API (no reason to think the API down)
 
 
 class RateLimiter:
@@ -108,6 +111,7 @@ class ApiClient:
         rng: random.Random | None = None,
         bandwidth: Callable[[int], object] | None = None,  # a bandwidth cap (pacing.ByteBucket.take)
         ca_bundle: str | None = None,
+        sources: Sources | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url)
         self._ca_bundle = ca_bundle
@@ -120,6 +124,7 @@ class ApiClient:
         self.stop = stop or threading.Event()
         self._rng = rng or random.Random()
         self.bandwidth = bandwidth
+        self.sources = sources or Sources()
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
@@ -147,6 +152,7 @@ class ApiClient:
             for s in self._sessions:
                 s.close()
             self._sessions.clear()
+        self.sources.close()
 
     # --- public calls -----------------------------------------------------------------------------
 
@@ -178,13 +184,7 @@ class ApiClient:
         ]
 
         def send(session: requests.Session) -> requests.Response:
-            problem = _file_changed(call)
-            if problem:
-                raise _FileProblem(problem)
-            try:
-                fh = open(call.file_path, "rb")  # noqa: SIM115 - closed by the `with` below
-            except OSError as exc:  # unreadable since validation (permissions, a vanished share): nothing sent
-                raise _FileProblem(f"file cannot be read: {clean_text(exc.strerror or exc, 120)}") from None
+            fh = self.sources.open(call)  # SourceProblem: gone, changed since validation, or the store failing
             with fh:
                 recording = HashingReader(fh, call.file_size)
                 encoder = MultipartEncoder(
@@ -201,6 +201,9 @@ class ApiClient:
                         stream=True,
                     )
                 except requests.RequestException as exc:
+                    failure = getattr(fh, "failure", None)  # the store failed mid-object, not the API
+                    if failure is not None:
+                        raise failure from None
                     raise _Transport(exc, body.fully_sent) from None
                 # The fingerprint of this attempt's bytes, when they were the whole recording.
                 sent["fingerprint"] = recording.fingerprint if recording.read_bytes == call.file_size else None
@@ -229,9 +232,10 @@ class ApiClient:
             retry_after: str | None = None
             try:
                 response = send(self._session())
-            except _FileProblem as exc:
-                log.info("%s: %s", label, exc.message)
-                return Attempted(Verdict.PERMANENT, None, exc.message, attempt)
+            except SourceProblem as exc:
+                log.info("%s: attempt %d: %s", label, attempt, exc.message)
+                last = Attempted(Verdict.RETRY if exc.retryable else Verdict.PERMANENT, None, exc.message, attempt,
+                                 from_source=True)
             except (_Transport, requests.RequestException) as exc:
                 err = exc.error if isinstance(exc, _Transport) else exc
                 fully_sent = exc.fully_sent if isinstance(exc, _Transport) else True
@@ -272,6 +276,7 @@ class ApiClient:
             last.http_status,
             f"gave up after {attempt} attempts: {last.message}",
             attempt,
+            from_source=last.from_source,
         )
 
 
@@ -285,29 +290,9 @@ class _Transport(Exception):
         self.fully_sent = fully_sent
 
 
-class _FileProblem(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 def _interrupted(last: Attempted | None, attempts: int) -> Attempted:
     why = "stopped before it was sent" if last is None else f"stopped while waiting to retry ({last.message})"
     return Attempted(Verdict.RETRY, last.http_status if last else None, why, attempts, interrupted=True)
-
-
-def _file_changed(call: CallLike) -> str | None:
-    try:
-        st = os.stat(call.file_path)
-    except FileNotFoundError:
-        return f"file disappeared after validation: {call.file_path}"
-    except OSError as exc:
-        return f"file cannot be read: {clean_text(exc.strerror or exc, 120)}"
-    if st.st_size != call.file_size:
-        return f"file changed after validation (size {call.file_size} -> {st.st_size} bytes); validate and run again"
-    if call.file_mtime_ns and st.st_mtime_ns != call.file_mtime_ns:
-        return "file was modified after validation; validate and run again"
-    return None
 
 
 def _read_capped(response: requests.Response) -> bytes | None:

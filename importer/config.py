@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .errors import ConfigError
+from .files_config import FilesConfig, parse_files
+from .files_config import refuse_unknown as _refuse_unknown
 
 DEFAULT_BASE_URL = "https://api.qm.allobrain.com"
 DEFAULT_CONFIG_NAME = "config.yaml"
@@ -101,6 +103,7 @@ class Config:
     upload: UploadConfig = field(default_factory=UploadConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     state_dir: str | None = None
+    files: FilesConfig = field(default_factory=FilesConfig)  # files.root, files.s3/sftp/https (files_config.py)
     source: str | None = None  # the file it came from, for messages; not a config key
 
     def with_overrides(self, flags: dict[str, str] | None = None, **overrides: Any) -> Config:
@@ -211,6 +214,8 @@ def parse_config(data: Any, source: str = "config") -> Config:
             kwargs[key] = _opt_str(value, "campaign_id", source)
         elif key == "state_dir":
             kwargs[key] = _opt_str(value, "state_dir", source)
+        elif key == "files":
+            kwargs[key] = parse_files(value, source)
     cfg = Config(**kwargs)
     _check_ranges(cfg)
     return cfg
@@ -233,14 +238,6 @@ _COLUMN_FIELDS = frozenset(f.name for f in fields(ColumnsConfig))
 
 def _top_level_keys() -> list[str]:
     return [f.name for f in fields(Config) if f.name != "source"]
-
-
-def _refuse_unknown(data: dict[str, Any], allowed: list[str], source: str, prefix: str) -> None:
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(
-                f"{source}: unknown key '{prefix}{key}'; allowed here: {', '.join(allowed)}"
-            )
 
 
 def _parse_section(name: str, value: Any, source: str) -> Any:

@@ -5,6 +5,8 @@
     ├── ConfigError                 config.yaml unreadable, unknown key, bad value  -> exit 2
     ├── ManifestError               manifest unreadable or unusable as a whole      -> exit 2
     ├── NetworkSetupError           a TLS or proxy failure before any call was sent -> exit 2
+    ├── SourceError                 a recordings store unusable as a whole (missing extra,
+    │                               no credentials, unreachable, unknown SSH host key) -> exit 2
     └── AuthError                   the API refused the key (401/403)               -> exit 3
 
 Row-level problems are not exceptions: they are values (`manifest.Problem`) and row outcomes.
@@ -39,6 +41,9 @@ class NetworkSetupError(ImportToolError):
     def __init__(self, problem: object) -> None:
         super().__init__(getattr(problem, "line", str(problem)))
         self.problem = problem
+class SourceError(ImportToolError):
+    """Where the recordings live cannot be used at all (an S3 bucket, an SFTP server, an https host): one
+    error for the whole manifest, naming the fix, instead of one per row."""
 
 
 class AuthError(ImportToolError):

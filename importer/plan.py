@@ -8,10 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from .body import file_fingerprint
+from .errors import ImportToolError
 from .ledger import SENDING, UNKNOWN, UPLOADED, CallKey, Ledger, Upload
 from .manifest import CallRow, ValidatedManifest, total_bytes, total_duration
 from .results import Outcome
+from .sources import SourceProblem, Sources
 from .statuses import CARRIED_STATUSES
 
 UNKNOWN_HINT = "the server may already have this call; check it, then rerun with --retry-unknown to send it again"
@@ -42,7 +43,7 @@ class Plan:
 
 
 def make_plan(vm: ValidatedManifest, ledger: Ledger | None, *, retry_unknown: bool,
-              allow_same_recording: bool = False) -> Plan:
+              allow_same_recording: bool = False, sources: Sources | None = None) -> Plan:
     plan = Plan()
     for index, reasons in vm.invalid.items():
         plan.settled[index] = Outcome("invalid", error=reasons)
@@ -54,7 +55,7 @@ def make_plan(vm: ValidatedManifest, ledger: Ledger | None, *, retry_unknown: bo
     # ledger, a claim it does not know is an edited or reused row, and is sent.
     own_file = ledger is not None and vm.loaded.results_ledger is not None and (
         vm.loaded.results_ledger == ledger.ledger_id)
-    same = _SameRecording(ledger) if ledger is not None and not allow_same_recording else None
+    same = _SameRecording(ledger, sources or Sources(remote=False)) if ledger is not None and not allow_same_recording else None
     for call in vm.calls:
         entry = ledger.get(call_key(call)) if ledger is not None else None
         if entry is not None and entry.status == UPLOADED:
@@ -101,8 +102,9 @@ class _SameRecording:
     """A row's recording uploaded to its campaign under another key. A file is hashed only when the ledger
     holds an upload of the same size in that campaign, so the common case costs one set lookup."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, sources: Sources) -> None:
         self.ledger = ledger
+        self.sources = sources  # where the recordings live (a remote one is read through, pinned)
         self.sizes = ledger.uploaded_sizes()
         self._hashes: dict[str, str | None] = {}
 
@@ -115,8 +117,8 @@ class _SameRecording:
         path = str(call.file_path)
         if path not in self._hashes:
             try:
-                self._hashes[path] = file_fingerprint(call.file_path)
-            except OSError:  # unreadable now: the upload will say so
+                self._hashes[path] = self.sources.fingerprint(call)
+            except (OSError, SourceProblem, ImportToolError):  # unreadable now: the upload will say so
                 self._hashes[path] = None
         mine = self._hashes[path]
         return next((u for u in uploads if u.fingerprint == mine), None)

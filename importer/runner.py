@@ -28,6 +28,7 @@ from .results import Outcome, ResultsWriter, finished_now
 from .run_state import NoProgress, Progress, RunSummary, StopSignal
 from .runinfo import RunInfo
 from .safety import canonical_api
+from .sources import Sources
 
 log = logging.getLogger("importer.run")
 
@@ -58,6 +59,7 @@ class ImportRun:
             stop=self.stop.event,
             bandwidth=self.pacing.bandwidth,
             ca_bundle=cfg.api.ca_bundle,
+            sources=Sources(cfg.files),  # recordings stream from where they live (disk, S3, SFTP, https)
         )
         self.auth_error: str | None = None
         self.campaigns = CampaignGuard()
@@ -76,7 +78,7 @@ class ImportRun:
         try:
             self.summary.recovered_unknown = self.ledger.recover()
             plan = make_plan(self.vm, self.ledger, retry_unknown=self.retry_unknown,
-                             allow_same_recording=self.allow_same_recording)
+                             allow_same_recording=self.allow_same_recording, sources=self.client.sources)
             self.summary.same_recording, self.summary.file_word = plan.same_recording, plan.file_word
             failed_agents = self._invite_agents(plan) if self.pacing.ready() else {}  # outside hours: nothing
             self._upload(plan, failed_agents)
@@ -276,7 +278,8 @@ class ImportRun:
     def _unreachable(self, result: Attempted) -> bool:
         """Count requests that never got an answer; past the guard's limit the run stops itself rather than
         spend hours retrying every remaining row against an API that is down."""
-        if result.verdict is not Verdict.RETRY or result.http_status is not None or result.interrupted:
+        if (result.verdict is not Verdict.RETRY or result.http_status is not None or result.interrupted
+                or result.from_source):
             return False
         reason = self.reach.failed(result.message, result.setup_problem)
         if reason and self.halted is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from pathlib import Path
+from typing import BinaryIO
 
 SNIFF_BYTES = 64
 
@@ -201,21 +201,35 @@ def _looks_like_text(head: bytes) -> bool:
 
 def duration_seconds(path: str | os.PathLike[str], kind: str | None) -> float | None:
     """The audio's duration in seconds, or None when it cannot be read (never raises for a bad file)."""
+    try:
+        with open(path, "rb") as fh:
+            return duration_from(fh, os.fstat(fh.fileno()).st_size, kind)
+    except OSError:
+        return None
+
+
+def duration_from(fh: BinaryIO, size: int, kind: str | None) -> float | None:
+    """The same from an open, seekable stream of `size` bytes (a local file, or ranged reads of a remote
+    object): WAV headers by hand, the other formats by mutagen."""
     if kind in ("wav", "rf64"):
         try:
-            found = _wav_duration(Path(path))
+            found = _wav_duration(fh, size)
         except (OSError, struct.error, ValueError):
             found = None
         if found is not None:
             return found
-    return _mutagen_duration(path)
+    try:
+        fh.seek(0)
+    except OSError:
+        return None
+    return _mutagen_duration(fh)
 
 
-def _mutagen_duration(path: str | os.PathLike[str]) -> float | None:
+def _mutagen_duration(fh: BinaryIO) -> float | None:
     try:
         import mutagen
 
-        media = mutagen.File(os.fspath(path))
+        media = mutagen.File(fh)
     except Exception:  # mutagen raises many types for damaged files; an unknown duration is the answer
         return None
     length = getattr(getattr(media, "info", None), "length", None)
@@ -224,45 +238,43 @@ def _mutagen_duration(path: str | os.PathLike[str]) -> float | None:
     return None
 
 
-def _wav_duration(path: Path) -> float | None:
+def _wav_duration(fh: BinaryIO, file_size: int) -> float | None:
     """Walk the RIFF/RF64 chunks to `fmt ` and `data`: duration = data bytes / average bytes per second.
 
     Reads a few dozen bytes per chunk and seeks over the rest, so a large recording costs one or two reads.
     """
-    with open(path, "rb") as fh:
-        file_size = os.fstat(fh.fileno()).st_size
-        head = fh.read(12)
-        if len(head) < 12 or head[8:12] != b"WAVE":
+    head = fh.read(12)
+    if len(head) < 12 or head[8:12] != b"WAVE":
+        return None
+    is_rf64 = head[:4] in (b"RF64", b"BW64")
+    byte_rate = 0
+    ds64_data_size: int | None = None
+    for _ in range(1000):  # a bound, because a hostile file could chain chunks forever
+        chunk = fh.read(8)
+        if len(chunk) < 8:
             return None
-        is_rf64 = head[:4] in (b"RF64", b"BW64")
-        byte_rate = 0
-        ds64_data_size: int | None = None
-        for _ in range(1000):  # a bound, because a hostile file could chain chunks forever
-            chunk = fh.read(8)
-            if len(chunk) < 8:
+        chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if chunk_id == b"ds64" and is_rf64:
+            body = fh.read(min(size, 28))
+            if len(body) >= 16:
+                ds64_data_size = struct.unpack("<Q", body[8:16])[0]
+            fh.seek(size - len(body) + (size & 1), os.SEEK_CUR)
+        elif chunk_id == b"fmt ":
+            body = fh.read(min(size, 16))
+            if len(body) < 12:
                 return None
-            chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if chunk_id == b"ds64" and is_rf64:
-                body = fh.read(min(size, 28))
-                if len(body) >= 16:
-                    ds64_data_size = struct.unpack("<Q", body[8:16])[0]
-                fh.seek(size - len(body) + (size & 1), os.SEEK_CUR)
-            elif chunk_id == b"fmt ":
-                body = fh.read(min(size, 16))
-                if len(body) < 12:
-                    return None
-                byte_rate = struct.unpack("<I", body[8:12])[0]
-                fh.seek(size - len(body) + (size & 1), os.SEEK_CUR)
-            elif chunk_id == b"data":
-                if is_rf64 and size == 0xFFFFFFFF and ds64_data_size is not None:
-                    size = ds64_data_size
-                # A recorder that crashed (or streams) leaves 0 or 0xFFFFFFFF: use what is on disk.
-                available = file_size - fh.tell()
-                if size == 0 or size > available:
-                    size = available
-                if byte_rate <= 0:
-                    return None
-                return size / byte_rate
-            else:
-                fh.seek(size + (size & 1), os.SEEK_CUR)
+            byte_rate = struct.unpack("<I", body[8:12])[0]
+            fh.seek(size - len(body) + (size & 1), os.SEEK_CUR)
+        elif chunk_id == b"data":
+            if is_rf64 and size == 0xFFFFFFFF and ds64_data_size is not None:
+                size = ds64_data_size
+            # A recorder that crashed (or streams) leaves 0 or 0xFFFFFFFF: use what is on disk.
+            available = file_size - fh.tell()
+            if size == 0 or size > available:
+                size = available
+            if byte_rate <= 0:
+                return None
+            return size / byte_rate
+        else:
+            fh.seek(size + (size & 1), os.SEEK_CUR)
     return None

@@ -73,7 +73,7 @@ class CallRow:
 
     index: int  # 0-based position in loaded.frame
     row: int  # spreadsheet row number
-    file_path: Path  # resolved (shared by the rows that use the same file)
+    file_path: Path | str  # resolved: a local Path, or the URL (shared by the rows that use the same file)
     file_name: str  # base name, as curl sends it
     file_size: int
     file_mtime_ns: int
@@ -85,6 +85,7 @@ class CallRow:
     prior_status: str | None  # import_status when rerunning a results CSV ("failed", "unknown", ...)
     duration: float | None  # seconds, when durations were read and readable
     prior_call_id: str | None = None  # import_call_id when rerunning a results CSV
+    file_version: str = ""  # what pins a remote object (S3 ETag, https ETag); "" when size and mtime do
 
 
 def total_bytes(calls: Iterable[CallRow]) -> int:

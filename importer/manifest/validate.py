@@ -15,10 +15,11 @@ import pandas as pd
 
 from ..config import Config
 from ..safety import FORMULA_PREFIXES
+from ..sources import Sources
 from ..statuses import CARRIED_STATUSES, STATUSES
 from .columns import ColumnMap, resolve_columns
 from .fields import as_text, explicit_names, name_from_email, normalize_emails, show
-from .files import FileInfo, check_files, durations, manifest_bases, resolve_cell, windows_path_problem
+from .files import FileInfo, check_files, durations, manifest_bases, windows_path_problem
 from .issues import Issues, first_names_by_email, flag_duplicates
 from .load import field_header
 from .model import CallRow, LoadedManifest, ValidatedManifest
@@ -93,7 +94,16 @@ def validate_manifest(
     )
     _check_campaign_ids(campaign, issues, column_of("campaign_id"))
 
-    path_code, infos = _check_files(loaded, file_v, active, cfg, issues, column_of("file_path"))
+    sources = Sources(cfg.files)
+    try:
+        path_code, infos = _check_files(loaded, file_v, active, cfg, sources, issues, column_of("file_path"))
+        durations_by_path: dict[int, float | None] = {}
+        if with_durations:
+            durations_by_path = _read_durations(
+                infos, path_code, active & (file_v != ""), issues, column_of("file_path"), sources
+            )
+    finally:
+        sources.close()
     meta_values = _check_metadata(frame, cols, cfg, active, issues, shown)
 
     # Duplicates: same campaign, agent, timestamp and file as an earlier row (carried rows count as earlier
@@ -119,12 +129,6 @@ def validate_manifest(
     name_column = shown[name_label] if name_label is not None else field_header(cfg, "agent_name")
     good_email = active & (email != "") & (email_err == "")
     first_names = first_names_by_email(issues, good_email, email, names, lines, name_column)
-
-    durations_by_path: dict[int, float | None] = {}
-    if with_durations:
-        durations_by_path = _read_durations(
-            infos, path_code, active & (file_v != ""), issues, column_of("file_path")
-        )
 
     bad = issues.error_mask(n)
     file_word = carried_mask & bad
@@ -195,6 +199,7 @@ def _check_files(
     file_v: np.ndarray,
     active: np.ndarray,
     cfg: Config,
+    sources: Sources,
     issues: Issues,
     column: str,
 ) -> tuple[np.ndarray, list[FileInfo | None]]:
@@ -206,7 +211,7 @@ def _check_files(
     if loaded.base_dir:
         bases = (loaded.base_dir, *(b for b in bases if b != loaded.base_dir))
     cell_codes, cell_uniques = pd.factorize(file_v)
-    resolved = [resolve_cell(str(c), bases) if c else "" for c in cell_uniques]
+    resolved = [sources.resolve(str(c), bases) if c else "" for c in cell_uniques]
     path_of_cell, path_uniques = pd.factorize(np.asarray(resolved, dtype=object))
     path_code = path_of_cell[cell_codes] if n else np.zeros(0, dtype=np.int64)
     present = active & (file_v != "")
@@ -219,7 +224,7 @@ def _check_files(
     needed[path_code[present]] = True
     to_check = np.flatnonzero(needed).tolist()
     infos: list[FileInfo | None] = [None] * len(path_uniques)
-    checked = check_files([path_uniques[k] for k in to_check], cfg.upload.max_file_mb * 1024 * 1024)
+    checked = check_files([path_uniques[k] for k in to_check], cfg.upload.max_file_mb * 1024 * 1024, sources)
     for k, info in zip(to_check, checked, strict=True):
         infos[k] = info
     file_errors = np.array([info.error if info is not None else "" for info in infos], dtype=object)
@@ -256,11 +261,12 @@ def _check_metadata(
 
 
 def _read_durations(
-    infos: list[FileInfo | None], path_code: np.ndarray, rows: np.ndarray, issues: Issues, column: str
+    infos: list[FileInfo | None], path_code: np.ndarray, rows: np.ndarray, issues: Issues, column: str,
+    sources: Sources,
 ) -> dict[int, float | None]:
     """The duration of each distinct good file (path code -> seconds), and the short-audio warnings."""
     good = [(k, info) for k, info in enumerate(infos) if info is not None and not info.error]
-    found = durations([info for _, info in good])
+    found = durations([info for _, info in good], sources)
     by_path = {k: seconds for (k, _), seconds in zip(good, found, strict=True)}
     short = {k for k, seconds in by_path.items() if seconds is not None and seconds < SHORT_AUDIO_SECONDS}
     if short:
@@ -358,6 +364,7 @@ def _assemble(
                 prev or None,
                 durations_by_path.get(code),
                 prev_id or None,
+                info.version,
             )
         )
     return calls, agents

@@ -1,0 +1,226 @@
+"""Recordings in S3: validation by listing, client memory while streaming, throughput S3 -> API.
+
+The S3 store is moto's standalone server in a process of its own (the counting layer of tests/s3kit.py in
+front of it counts the requests it receives by kind), the API the sandbox in another: only the client is
+measured. Run by hand (results in BENCHMARKS.md):
+
+    python benchmarks/bench_sources.py validate --rows 10000
+    python benchmarks/bench_sources.py memory --size-mb 1024 --objects 1 --workers 1
+    python benchmarks/bench_sources.py memory --size-mb 256 --objects 8 --workers 8
+    python benchmarks/bench_sources.py throughput --calls 2000 --workers 16 --latency-ms 100
+
+moto keeps each object it serves in memory (the whole value, per GET), so the 8-worker memory case uses
+smaller objects than 1 GiB to keep the shared machine's RAM; the client's memory does not depend on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import benchkit as bk
+
+BUCKET = "bench-recordings"
+TESTS = bk.ROOT / "tests"
+
+
+# --- the S3 server process ----------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(TESTS))
+    import logging
+
+    from s3kit import CountingS3
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = CountingS3().start()
+    server.client().create_bucket(Bucket=BUCKET)
+    if args.populate:
+        folder = Path(args.populate)
+        files = sorted((folder / "audio").iterdir())
+        for path in files:
+            server.put_many(BUCKET, [f"audio/{path.name}"], path.read_bytes())
+    if args.big_mb:
+        body = b"RIFF" + (args.big_mb * 2**20 - 8).to_bytes(4, "little") + b"WAVE"
+        body += os.urandom(2**20 - len(body)) + os.urandom(2**20) * (args.big_mb - 1)
+        server.put_many(BUCKET, [f"big/b{i:02d}.wav" for i in range(args.big_count)], body)
+        del body
+    server.reset_counts()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    Path(args.url_file).write_text(server.url)
+    done.wait()
+    Path(args.stats).write_text(json.dumps(dict(server.counts)))
+    server.stop()
+
+
+class S3Process:
+    def __init__(self, folder: Path, *, populate: Path | None = None, big_mb: int = 0, big_count: int = 0):
+        self.folder = folder
+        self.url_file = folder / "s3-url"
+        self.stats_file = folder / "s3-stats.json"
+        self.counts: dict[str, int] = {}
+        extra = ["--populate", str(populate)] if populate else []
+        extra += ["--big-mb", str(big_mb), "--big-count", str(big_count)]
+        self.cmd = [sys.executable, __file__, "serve-s3", "--url-file", str(self.url_file),
+                    "--stats", str(self.stats_file), *extra]
+
+    def __enter__(self) -> S3Process:
+        self.url_file.unlink(missing_ok=True)
+        self._log = open(self.folder / "s3.log", "w+b")  # noqa: SIM115
+        self._proc = subprocess.Popen(self.cmd, env=bk.cli_env(), stdout=self._log, stderr=self._log)
+        while not self.url_file.exists():
+            if self._proc.poll() is not None:
+                self._log.seek(0)
+                raise RuntimeError(self._log.read().decode(errors="replace")[-2000:])
+            time.sleep(0.1)
+        self.url = self.url_file.read_text()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._proc.send_signal(signal.SIGTERM)
+        self._proc.wait(120)
+        if self.stats_file.exists():
+            self.counts = json.loads(self.stats_file.read_text())
+
+
+def aws_env() -> dict[str, str]:
+    return bk.cli_env() | {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def s3_config(folder: Path, url: str, name: str = "s3-config.yaml", **upload: object) -> Path:
+    path = bk.write_config(folder, folder / "state", name=name, **upload)
+    path.write_text(path.read_text() + f"files:\n  root: s3://{BUCKET}/\n  s3:\n    endpoint_url: {url}\n")
+    return path
+
+
+# --- benchmarks ---------------------------------------------------------------------------------------
+
+VALIDATE_ONLY = """
+import sys
+from importer.config import load_config
+from importer.manifest import load_manifest, validate_manifest
+cfg = load_config(sys.argv[2])
+vm = validate_manifest(load_manifest(sys.argv[1], cfg), cfg)
+print(vm.n_valid, vm.n_errors)
+"""
+
+
+def bench_validate(args: argparse.Namespace) -> int:
+    folder = Path(args.dir)
+    manifest = bk.generate_manifest(folder, args.rows, agents=20, seconds=0.5)
+    rows = args.rows
+    for label, cmd in (
+        ("validation as `run` does it (sniff only)", [sys.executable, "-c", VALIDATE_ONLY]),
+        ("`allobrain-import validate` (sniff + durations)", bk.cli("validate")),
+    ):
+        with S3Process(folder, populate=folder) as s3:
+            cfg = s3_config(folder, s3.url)
+            extra = [str(manifest), str(cfg)] if cmd[1] == "-c" else [str(manifest), "--config", str(cfg)]
+            run = bk.measure(cmd + extra, env=aws_env())
+        ok = run.code in (0,) and ("0 invalid" in run.out or run.out.strip() == f"{rows} 0")
+        counts = s3.counts
+        heads = counts.get("HEAD", 0)
+        print(f"{label}: {rows:,} s3:// rows in {run.wall:.1f} s wall, client CPU {run.cpu:.1f} s, "
+              f"peak RSS {run.max_rss_mb:.0f} MiB, {'all valid' if ok else 'PROBLEM: ' + run.out[-300:] + run.err[-300:]}")
+        print(f"  requests by kind: {counts}; HEAD per 100 objects: {100 * heads / rows:.2f} (target < 1); "
+              f"target < 20 s: {'met' if run.wall < 20 else 'NOT met'}")
+        per_object = {k: v / rows for k, v in counts.items()}
+        lists = math.ceil(1_000_000 / 1000)
+        print(f"  1,000,000 rows (one folder per 1,000 keys or fewer): ~{lists:,} LIST, "
+              f"{per_object.get('GET_RANGE', 0) * 1e6:,.0f} ranged GET, {per_object.get('HEAD', 0) * 1e6:,.0f} HEAD; "
+              f"at this rate ~{run.wall * 1e6 / rows / 60:.0f} min")
+    return 0
+
+
+def bench_memory(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-s3-memory-") as tmp:
+        folder = Path(tmp)
+        manifest = folder / "big.csv"
+        lines = ["file_path,agent_email,conversation_timestamp,campaign_id"]
+        lines += [f"big/b{i:02d}.wav,bench@example.com,{1_750_000_000 + i},{bk.CAMPAIGN}" for i in range(args.objects)]
+        manifest.write_text("\n".join(lines) + "\n")
+        with S3Process(folder, big_mb=args.size_mb, big_count=args.objects) as s3, \
+                bk.SandboxProcess(folder / "srv") as sb:
+            cfg = s3_config(folder, s3.url, workers=args.workers, max_file_mb=args.size_mb + 1, timeout_seconds=600)
+            run = bk.measure(bk.cli("run", manifest, "--config", cfg, "--api-url", sb.url, "--quiet"), env=aws_env())
+        sent = args.objects * args.size_mb
+        print(f"{args.objects} x {args.size_mb} MiB from S3, {args.workers} workers: exit {run.code}, {run.wall:.1f} s "
+              f"({sent / run.wall:.0f} MiB/s), client peak RSS {run.max_rss_mb:.0f} MiB "
+              f"(target < 150 MB: {'met' if run.max_rss_mb < 143 else 'NOT met'}); store saw {s3.counts}")
+        if run.code:
+            print(run.out[-1000:], run.err[-1000:])
+    return 0
+
+
+def bench_throughput(args: argparse.Namespace) -> int:
+    folder = Path(args.dir)
+    manifest = bk.generate_manifest(folder, args.calls, agents=20, seconds=0.5)
+    rates = {}
+    with S3Process(folder, populate=folder) as s3:
+        for source in ("local disk", "S3", "local disk ", "S3 "):  # interleaved: the machine's load drifts
+            with bk.SandboxProcess(folder / "srv", latency_ms=args.latency_ms) as sb:
+                state = folder / f"state-{time.monotonic_ns()}"
+                if source.strip() == "S3":
+                    cfg = s3_config(folder, s3.url, name="t.yaml", workers=args.workers)
+                else:
+                    cfg = bk.write_config(folder, state, name="t.yaml", workers=args.workers)
+                cfg.write_text(cfg.read_text().replace(str(folder / "state"), str(state)))
+                summary = folder / "summary.json"
+                run = bk.measure(bk.cli("run", manifest, "--config", cfg, "--api-url", sb.url, "--quiet",
+                                        "--summary-json", summary), env=aws_env())
+            data = json.loads(summary.read_text())
+            rate = data["counts"]["uploaded"] / data["upload_seconds"]
+            rates.setdefault(source.strip(), []).append(rate)
+            print(f"{source.strip():10s}: exit {run.code}, {data['counts']['uploaded']}/{args.calls} uploaded, upload "
+                  f"phase {data['upload_seconds']:.2f} s -> {rate:.1f} calls/s; client CPU {run.cpu:.1f} s, "
+                  f"RSS {run.max_rss_mb:.0f} MiB")
+    best = {k: max(v) for k, v in rates.items()}
+    print(f"best of each: S3 {best['S3']:.1f} calls/s = {best['S3'] / best['local disk']:.1%} of local disk "
+          f"{best['local disk']:.1f} (target >= 90%); ideal {args.workers * 1000 / args.latency_ms:.0f} calls/s; "
+          f"store saw {s3.counts}")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("serve-s3")
+    s.add_argument("--url-file", required=True)
+    s.add_argument("--stats", required=True)
+    s.add_argument("--populate")
+    s.add_argument("--big-mb", type=int, default=0)
+    s.add_argument("--big-count", type=int, default=0)
+    v = sub.add_parser("validate")
+    v.add_argument("--rows", type=int, default=10_000)
+    v.add_argument("--dir", default="/tmp/bench-sources-validate")
+    m = sub.add_parser("memory")
+    m.add_argument("--size-mb", type=int, default=1024)
+    m.add_argument("--objects", type=int, default=1)
+    m.add_argument("--workers", type=int, default=1)
+    t = sub.add_parser("throughput")
+    t.add_argument("--calls", type=int, default=2000)
+    t.add_argument("--workers", type=int, default=16)
+    t.add_argument("--latency-ms", type=int, default=100)
+    t.add_argument("--dir", default="/tmp/bench-sources-throughput")
+    args = ap.parse_args()
+    if args.what == "serve-s3":
+        serve(args)
+        return 0
+    bk.print_machine()
+    return {"validate": bench_validate, "memory": bench_memory, "throughput": bench_throughput}[args.what](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
