@@ -91,20 +91,38 @@ def load_validated(manifest: Path, cfg: Config, *, api: str | None = None, check
 class DryRun:
     plan: Plan
     to_invite: list[str]  # the plan's agents the ledger does not know yet
+    pace: list[str]  # the finish estimate under the workers, rate, bandwidth, quota and hours in force
 
 
-def dry_run_plan(vm: ValidatedManifest, state_dir: Path, api_url: str | None, *, retry_unknown: bool,
+def dry_run_plan(vm: ValidatedManifest, cfg: Config, state_dir: Path, api_url: str | None, *,
                  allow_same_recording: bool = False) -> DryRun:
-    """The plan `run` would carry out, from a read-only look at the ledger (none yet: everything is to do)."""
+    """The plan `run` would carry out, from a read-only look at the ledger (none yet: everything is to do).
+    The CLI's --dry-run and the page's plan step both read it."""
     from .plan import make_plan
 
     ledger = None
     if api_url and (state_dir / Ledger.FILE_NAME).exists():
         ledger = Ledger(state_dir, canonical_api(api_url), lock=False, read_only=True)
     try:
-        plan = make_plan(vm, ledger, retry_unknown=retry_unknown, allow_same_recording=allow_same_recording)
+        plan = make_plan(vm, ledger, retry_unknown=cfg.upload.retry_unknown, allow_same_recording=allow_same_recording)
         invited = ledger.invited() if ledger else set()
+        pace = pace_lines(plan, cfg, ledger)
     finally:
         if ledger:
             ledger.close()
-    return DryRun(plan, [e for e in plan.agents if e not in invited])
+    return DryRun(plan, [e for e in plan.agents if e not in invited], pace)
+
+
+def pace_lines(plan: Plan, cfg: Config, ledger: Ledger | None) -> list[str]:
+    """The plan's finish estimate under the workers, rate, bandwidth, quota and hours in force."""
+    import time
+    from zoneinfo import ZoneInfo
+
+    from .pacing import DAY, Limits, estimate_lines, parse_hours
+
+    u, zone = cfg.upload, cfg.manifest.timezone
+    used = ledger.count_uploaded_since(time.time() - DAY) if ledger is not None and u.max_per_day else 0
+    limits = Limits(workers=u.workers, max_per_second=u.max_per_second, max_mb_per_second=u.max_mb_per_second,
+                    max_per_day=u.max_per_day, hours=parse_hours(u.hours, zone) if u.hours else None,
+                    used_today=used)
+    return estimate_lines(len(plan.to_send), plan.bytes_to_send, limits, now=time.time(), zone=ZoneInfo(zone))

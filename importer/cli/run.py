@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING
 
 from ..config import DEFAULT_BASE_URL
 from ..errors import UsageError
-from ..ledger import Ledger
 from ..results import check_results_path, default_results_path
-from ..safety import canonical_api, check_base_url
+from ..safety import check_base_url
 from .common import (
     api_key_from_env,
     check_writable,
@@ -32,7 +31,6 @@ from .signals import install_sigint
 if TYPE_CHECKING:
     from ..config import Config
     from ..manifest import ValidatedManifest
-    from ..plan import Plan
     from ..runner import RunSummary
 
 MAX_PROBLEMS_SHOWN_BY_RUN = 30
@@ -107,40 +105,13 @@ def _print_problems(vm: ValidatedManifest) -> None:
 
 
 def _dry_run(vm: ValidatedManifest, cfg: Config, api_url: str | None, args: argparse.Namespace) -> int:
-    from ..plan import make_plan
+    from ..prepare import dry_run_plan
     from ..report import plan_lines
 
-    state_dir = state_dir_of(cfg)
-    ledger = None
-    if api_url and (state_dir / Ledger.FILE_NAME).exists():
-        ledger = Ledger(state_dir, canonical_api(api_url), lock=False, read_only=True)
-    try:
-        plan = make_plan(vm, ledger, retry_unknown=cfg.upload.retry_unknown,
-                         allow_same_recording=args.allow_same_recording)
-        invited = ledger.invited() if ledger else set()
-        pace = _pace_lines(plan, cfg, ledger)
-    finally:
-        if ledger:
-            ledger.close()
-    to_invite = [e for e in plan.agents if e not in invited]
-    for line in plan_lines(plan, to_invite, api_url) + pace:
+    dry = dry_run_plan(vm, cfg, state_dir_of(cfg), api_url, allow_same_recording=args.allow_same_recording)
+    for line in plan_lines(dry.plan, dry.to_invite, api_url) + dry.pace:
         out(line)
     return 1 if vm.invalid else 0
-
-
-def _pace_lines(plan: Plan, cfg: Config, ledger: Ledger | None) -> list[str]:
-    """The plan's finish estimate under the workers, rate, bandwidth, quota and hours in force."""
-    import time
-    from zoneinfo import ZoneInfo
-
-    from ..pacing import DAY, Limits, estimate_lines, parse_hours
-
-    u, zone = cfg.upload, cfg.manifest.timezone
-    used = ledger.count_uploaded_since(time.time() - DAY) if ledger is not None and u.max_per_day else 0
-    limits = Limits(workers=u.workers, max_per_second=u.max_per_second, max_mb_per_second=u.max_mb_per_second,
-                    max_per_day=u.max_per_day, hours=parse_hours(u.hours, zone) if u.hours else None,
-                    used_today=used)
-    return estimate_lines(len(plan.to_send), plan.bytes_to_send, limits, now=time.time(), zone=ZoneInfo(zone))
 
 
 def _run_in_sandbox(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace) -> int:

@@ -21,7 +21,9 @@ from ..report import fmt_bytes, fmt_duration
 from . import roundtrip, tables
 
 if TYPE_CHECKING:
+    from ..config import Config
     from .page import Page
+
 
 def chosen_manifest(page: Page) -> Path:
     if page.ws.chosen is None:
@@ -239,7 +241,7 @@ def plan(page: Page) -> Response:
                                       with_durations=True)
     except ImportToolError as exc:
         return page.render("plan.html", "plan", fatal=str(exc), **common)
-    dry = prepare.dry_run_plan(done.vm, dest.state_dir, dest.api_url, retry_unknown=cfg.upload.retry_unknown)
+    dry = prepare.dry_run_plan(done.vm, cfg, dest.state_dir, dest.api_url)
     p = dry.plan
     seconds = p.seconds_to_send
     figures = {
@@ -248,7 +250,7 @@ def plan(page: Page) -> Response:
         "calls": len(p.to_send), "already": p.already_uploaded, "held": p.held_unknown, "invalid": p.invalid,
         "bytes": fmt_bytes(p.bytes_to_send),
         "audio": _audio(page.t, seconds, len(p.to_send)),
-        "finish": finish_estimate(page.t, len(p.to_send), cfg.upload.max_per_second),
+        "finish": _finish(page.t, dry, cfg),
     }
     return page.render("plan.html", "plan", fatal=None, notes=list(done.notes), plan=figures,
                        can_start=dest.api_key is not None, **common)
@@ -260,6 +262,16 @@ def _audio(t: dict[str, str], seconds: float | None, calls: int) -> str:
     if seconds is None:
         return t["audio_unknown"]
     return f"{fmt_duration(seconds)} ({t['hours'].replace('{h}', f'{seconds / 3600:.2f}')})"
+
+
+def _finish(t: dict[str, str], dry: prepare.DryRun, cfg: Config) -> str:
+    """A daily quota, a bandwidth cap or sending hours decide the finish: the library's estimate says how
+    (the CLI's --dry-run prints the same); else the page's own wording of the rate limit."""
+    u = cfg.upload
+    paced = [line.split(":", 1)[1].strip() for line in dry.pace if line.strip().startswith("finish estimate:")]
+    if paced and (u.max_per_day or u.max_mb_per_second or u.hours):
+        return paced[0]
+    return finish_estimate(t, len(dry.plan.to_send), u.max_per_second)
 
 
 def finish_estimate(t: dict[str, str], calls: int, max_per_second: float, now: datetime | None = None) -> str:
