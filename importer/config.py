@@ -94,6 +94,12 @@ class AgentsConfig:
 
 
 @dataclass(frozen=True)
+class LedgerConfig:
+    url: str | None = None  # null = SQLite in state_dir; postgresql://user@host:5432/db = a shared ledger
+    lease_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     campaign_id: str | None = None
@@ -102,6 +108,7 @@ class Config:
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
     state_dir: str | None = None
     files: FilesConfig = field(default_factory=FilesConfig)  # files.root, files.s3/sftp/https (files_config.py)
     source: str | None = None  # the file it came from, for messages; not a config key
@@ -230,6 +237,7 @@ _SECTIONS: dict[str, type] = {
     "metadata": MetadataConfig,
     "upload": UploadConfig,
     "agents": AgentsConfig,
+    "ledger": LedgerConfig,
 }
 
 
@@ -300,11 +308,26 @@ def _coerce(dotted: str, f: dataclasses.Field[Any], raw: Any, source: str) -> An
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise ConfigError(f"{source}: '{dotted}' must be a number (got {raw!r})")
         return float(raw)
+    if dotted == "ledger.url":
+        return _ledger_url(raw, source)
     # strings, some optional (sheet)
     if raw is None and default is None:
         return None
     if not isinstance(raw, str) or not raw.strip():
         raise ConfigError(f"{source}: '{dotted}' must be non-empty text (got {raw!r})")
+    return raw.strip()
+
+
+def _ledger_url(raw: Any, source: str) -> str | None:
+    from .ledger import url_problem
+
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(f"{source}: 'ledger.url' must be a postgresql:// URL or null (SQLite in state_dir)")
+    problem = url_problem(raw.strip())
+    if problem:  # the message never repeats the URL: it may hold the password it refuses
+        raise ConfigError(f"{source}: 'ledger.url' {problem}")
     return raw.strip()
 
 
@@ -342,6 +365,7 @@ def _check_ranges(cfg: Config, flags: dict[str, str] | None = None) -> None:
         (u.max_mb_per_second >= 0 and math.isfinite(u.max_mb_per_second), "upload.max_mb_per_second",
          "0 (no cap) or a positive number of MB/s"),
         (1 <= cfg.agents.workers <= 32, "agents.workers", "a whole number from 1 to 32"),
+        (3 <= cfg.ledger.lease_seconds <= 86400, "ledger.lease_seconds", "a number of seconds from 3 to 86400"),
         (bool(cfg.api.api_key_env.strip()), "api.api_key_env", "the name of an environment variable"),
     ]
     for ok, key, allowed in checks:

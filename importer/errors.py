@@ -2,6 +2,7 @@
 
     ImportToolError                 base: every failure the CLI turns into one clear line
     ├── UsageError                  bad flag, missing API key, refused URL          -> exit 2
+    │   └── ledger.LedgerUnavailable  the shared ledger stopped answering (mid-run: the run stops)
     ├── ConfigError                 config.yaml unreadable, unknown key, bad value  -> exit 2
     ├── ManifestError               manifest unreadable or unusable as a whole      -> exit 2
     ├── NetworkSetupError           a TLS or proxy failure before any call was sent -> exit 2

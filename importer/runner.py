@@ -19,7 +19,8 @@ from .client import ApiClient, Attempted, RateLimiter
 from .config import Config
 from .errors import UsageError
 from .guards import CampaignGuard, ReachabilityGuard
-from .ledger import FAILED, UNKNOWN, UPLOADED, Ledger
+from .held import HeldRows
+from .ledger import FAILED, UNKNOWN, UPLOADED, CallKey, LedgerBackend, LedgerUnavailable, open_ledger
 from .manifest import CallRow, LoadedManifest, ValidatedManifest, manifest_bases
 from .paced import RunPacing
 from .plan import UNKNOWN_HINT, Plan, call_key, make_plan
@@ -35,7 +36,7 @@ log = logging.getLogger("importer.run")
 __all__ = ["ImportRun", "NoProgress", "Progress", "RunSummary", "StopSignal", "run_import"]
 
 class ImportRun:
-    def __init__(self, vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, ledger: Ledger,
+    def __init__(self, vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, ledger: LedgerBackend,
                  writer: ResultsWriter, retry_unknown: bool, stop: StopSignal | None = None,
                  progress: Progress | None = None, allow_same_recording: bool = False) -> None:
         self.vm = vm
@@ -55,7 +56,8 @@ class ImportRun:
             connect_timeout=cfg.upload.connect_timeout_seconds,
             max_attempts=cfg.upload.max_attempts,
             max_retry_after=cfg.upload.max_retry_after_seconds,
-            limiter=RateLimiter(cfg.upload.max_per_second),
+            # A shared ledger paces every run on it together; else this run paces itself.
+            limiter=ledger.shared_limiter(cfg.upload.max_per_second) or RateLimiter(cfg.upload.max_per_second),
             stop=self.stop.event,
             bandwidth=self.pacing.bandwidth,
             ca_bundle=cfg.api.ca_bundle,
@@ -70,6 +72,7 @@ class ImportRun:
         self._agent_locks: dict[str, threading.Lock] = {}
         self.summary = RunSummary(writer.path, writer.counts, writer.total)
         self._bytes_lock = threading.Lock()
+        self.held = HeldRows(ledger, self._finish, lambda: self.progress.advance("uploads"))
 
     # --- the whole run ----------------------------------------------------------------------------
 
@@ -165,6 +168,8 @@ class ImportRun:
                         self.progress.advance("uploads")
                     continue
                 pool.submit(self._send_one, call, slots).add_done_callback(_log_crash)
+                self.held.poll()
+        self.held.settle_all(min(10.0, self.cfg.ledger.lease_seconds / 2), self.stop.event)
         self.summary.upload_seconds = time.monotonic() - upload_started
         self.progress.finish("uploads")
 
@@ -197,12 +202,19 @@ class ImportRun:
 
     def _send_one(self, call: CallRow, slots: threading.BoundedSemaphore) -> None:
         outcome: Outcome | None = None
+        held = False
         try:
             outcome = self._reason_not_to_send(call, {}) or self.pacing.start(self._stopped_reason)
             if outcome is not None:
                 return
             key = call_key(call)
-            self.ledger.mark_sending(key)
+            try:
+                held = not self.held.take(call.index, key, retry_unknown=self.retry_unknown)
+            except LedgerUnavailable as exc:  # a claim that cannot be recorded: the row is not sent
+                outcome = Outcome("not_attempted", error=f"not sent: {exc}")
+                self._halt(str(exc))
+            if held or outcome is not None:  # held: another run has it; self.held writes its line
+                return
             outcome = Outcome("unknown", error="internal error while sending; " + UNKNOWN_HINT)
             result = self.client.upload(call)
             while result.quota_seconds is not None:  # the API's own quota: stop, or (--wait) send after it
@@ -221,8 +233,9 @@ class ImportRun:
         finally:
             self.pacing.end(outcome)
             slots.release()
-            self._finish(call.index, outcome or Outcome("not_attempted", error="internal error before sending"))
-            if not (self.stop.requested and (outcome is None or outcome.status == "not_attempted")):
+            if not held:
+                self._finish(call.index, outcome or Outcome("not_attempted", error="internal error before sending"))
+            if not held and not (self.stop.requested and (outcome is None or outcome.status == "not_attempted")):
                 self.progress.advance("uploads", nbytes=call.file_size if outcome and outcome.status == "uploaded" else 0)
 
     def _record(self, call: CallRow, result: Attempted) -> Outcome:
@@ -231,16 +244,16 @@ class ImportRun:
         if result.http_status is not None:
             self.reach.answered()
         if result.verdict is Verdict.SUCCESS:
-            self.ledger.mark(key, UPLOADED, call_id=result.call_id, http_status=result.http_status,
-                             fingerprint=result.fingerprint)
+            self._mark(key, UPLOADED, call_id=result.call_id, http_status=result.http_status,
+                       fingerprint=result.fingerprint)
             self.campaigns.record(call.campaign_id, result)
             with self._bytes_lock:
                 self.summary.uploaded_bytes += call.file_size
             return Outcome("uploaded", call_id=result.call_id, **common)
         if result.verdict is Verdict.AMBIGUOUS:
-            self.ledger.mark(key, UNKNOWN, http_status=result.http_status, error=result.message)
+            self._mark(key, UNKNOWN, http_status=result.http_status, error=result.message)
             return Outcome("unknown", error=f"{result.message}; {UNKNOWN_HINT}", **common)
-        self.ledger.mark(key, FAILED, http_status=result.http_status, error=result.message)
+        self._mark(key, FAILED, http_status=result.http_status, error=result.message)
         if result.quota_seconds is not None:  # the API's quota: this row did nothing wrong
             return self.pacing.quota_outcome(self._stopped_reason, **common)
         self._unreachable(result)
@@ -251,6 +264,14 @@ class ImportRun:
             return Outcome("not_attempted", error=result.message, **common)
         self.campaigns.record(call.campaign_id, result)
         return Outcome("failed", error=result.message, **common)
+
+    def _mark(self, key: CallKey, status: str, **details: str | int | None) -> None:
+        """An outcome the ledger cannot take stays in the results (the ledger's `sending` becomes `unknown`)."""
+        try:
+            self.ledger.mark(key, status, **details)  # type: ignore[arg-type]
+        except LedgerUnavailable as exc:
+            log.error("%s: the outcome (%s) is in the results file only", exc, status)
+            self._halt(str(exc))
 
     def _agent_missing(self, result: Attempted) -> bool:
         return result.http_status == 404 and not mentions_campaign(result.message)
@@ -282,11 +303,15 @@ class ImportRun:
                 or result.from_source):
             return False
         reason = self.reach.failed(result.message, result.setup_problem)
-        if reason and self.halted is None:
+        if reason:
+            self._halt(reason)
+        return True
+
+    def _halt(self, reason: str) -> None:
+        if self.halted is None:
             self.halted = reason
             log.error("%s; stopping the run", reason)
             self.stop.request()
-        return True
 
     def _abort(self, result: Attempted) -> None:
         if self.auth_error is None:
@@ -346,7 +371,7 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
                    base_dir=loaded.base_dir or manifest_bases(loaded.path, loaded.is_results)[0],
                    rows=loaded.n_rows, complete=False, sandbox=sandbox, config=cfg.source,
                    settings=cfg.recorded())
-    with Ledger(state_dir, api) as ledger:
+    with open_ledger(cfg, api, state_dir=state_dir, manifest=info.manifest) as ledger:
         info = replace(info, ledger=ledger.ledger_id)
         writer = ResultsWriter(results_path, loaded.headers, loaded.delimiter, rows, _row_numbers(loaded))
         try:

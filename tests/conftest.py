@@ -66,3 +66,36 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 
     with Sandbox(data_dir=tmp_path / "sandbox-data") as sb:
         yield sb
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL server for the whole session (tests/pgkit.py). Under CI a missing server or
+    a missing psycopg is a failure; locally the tests that need it are skipped, saying why."""
+    from pgkit import PgCluster, server_bin
+
+    why = None
+    if server_bin() is None:
+        why = "PostgreSQL server binaries not found: apt-get install -y postgresql (.ci/run does)"
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        why = "psycopg is not installed: pip install -e '.[test]' (it pulls the [postgres] extra)"
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    cluster = PgCluster(server_bin()).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster, monkeypatch) -> str:
+    """A fresh database on the session's server, and PGPASSWORD set for this process and its children."""
+    import secrets
+
+    monkeypatch.setenv("PGPASSWORD", pg_cluster.password)
+    return pg_cluster.create_database("t_" + secrets.token_hex(6))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .. import prepare
 from ..config import Config
 from ..errors import UsageError
-from ..prepare import state_dir_of  # noqa: F401 - the commands take it from here
+from ..ledger import state_dir_of  # noqa: F401 - the commands take it from here
 
 if TYPE_CHECKING:
     from ..manifest import Problem, ValidatedManifest

@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -120,6 +121,7 @@ def _run_in_sandbox(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace
     with tempfile.TemporaryDirectory(prefix="allobrain-sandbox-") as tmp, \
             Sandbox(data_dir=Path(tmp) / "data") as sb:
         out(f"sandbox API at {sb.url} (temporary; its ledger lives only for this run)")
+        cfg = replace(cfg, ledger=replace(cfg.ledger, url=None))  # never the team's shared ledger
         # The sandbox is on this machine's loopback, where a company proxy (HTTP_PROXY) can never reach it.
         no_proxy = os.environ.get("no_proxy")
         os.environ["no_proxy"] = ",".join(filter(None, (no_proxy or os.environ.get("NO_PROXY"), sb.host)))

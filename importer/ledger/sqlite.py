@@ -1,9 +1,10 @@
-"""The ledger: what was sent to which API, kept in SQLite so that no rerun sends a call twice.
+"""The SQLite ledger: what was sent to which API, kept on this machine so that no rerun sends a call twice.
 
 One database per user (or per `state_dir`), independent of where manifests and results live. A call's key is
 (API base URL, campaign, agent email, timestamp, file name, file size). A row is written as `sending` just
 before its request and updated after it; a row still `sending` when a run starts was cut off by a crash and
-becomes `unknown`. One run at a time holds the ledger (an exclusive file lock), so two runs cannot race.
+becomes `unknown`. One run at a time holds the ledger (an exclusive file lock), so two runs cannot race:
+sharing one import between machines is the PostgreSQL backend's job (postgres.py).
 """
 
 from __future__ import annotations
@@ -12,119 +13,50 @@ import functools
 import os
 import sqlite3
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import UsageError
-from .safety import clean_text
+from ..errors import UsageError
+from ..safety import clean_text
+from .base import (
+    FAILED,
+    SENDING,
+    UNKNOWN,
+    UPLOADED,
+    CallKey,
+    Entry,
+    Heartbeat,
+    Holder,
+    Identity,
+    RunRecord,
+    Upload,
+    iso_of,
+    now_iso,
+)
+from .sqlite_schema import CURRENT, NewerSchema, migrate, version_of
 
 try:  # POSIX; on other systems the lock is skipped (documented in the README)
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-SENDING = "sending"
-UPLOADED = "uploaded"
-UNKNOWN = "unknown"
-FAILED = "failed"  # the server did not keep it (refused, gave up, interrupted): safe to send again
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (
-    api TEXT NOT NULL,
-    campaign_id TEXT NOT NULL,
-    agent_email TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    file_name TEXT NOT NULL,
-    file_size INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    call_id TEXT,
-    http_status INTEGER,
-    error TEXT,
-    updated_at TEXT NOT NULL,
-    fingerprint TEXT,
-    uploaded_at REAL,
-    PRIMARY KEY (api, campaign_id, agent_email, ts, file_name, file_size)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS agents (
-    api TEXT NOT NULL,
-    email TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (api, email)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-"""
-# Ledgers written before the same-recording rule have no fingerprint column: added in place. Those written
-# before the daily quota have no uploaded_at (the Unix time of the `uploaded` mark): added, and filled from
-# the update time of each uploaded row, which is when it was marked.
-_MIGRATIONS = (
-    ("calls", "fingerprint", ("ALTER TABLE calls ADD COLUMN fingerprint TEXT",)),
-    ("calls", "uploaded_at", ("ALTER TABLE calls ADD COLUMN uploaded_at REAL",
-                              "UPDATE calls SET uploaded_at = CAST(strftime('%s', updated_at) AS REAL)"
-                              " WHERE status = 'uploaded'")),
-)
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS calls_by_size ON calls (api, campaign_id, file_size, status);
-CREATE INDEX IF NOT EXISTS calls_uploaded_at ON calls (api, uploaded_at) WHERE uploaded_at IS NOT NULL;
-"""
-
-
-
-@dataclass(frozen=True, slots=True)
-class CallKey:
-    campaign_id: str
-    agent_email: str
-    timestamp: int
-    file_name: str
-    file_size: int
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    status: str
-    call_id: str | None
-    http_status: int | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    """An upload the ledger holds, for the same-recording rule."""
-
-    agent_email: str
-    timestamp: int
-    file_name: str
-    call_id: str | None
-    fingerprint: str | None
-    updated_at: str
-
-
-def default_state_dir() -> Path:
-    from platformdirs import user_state_dir
-
-    return Path(user_state_dir("allobrain-import", appauthor=False))
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 class Ledger:
     """Thread-safe: one connection guarded by a lock (each write is a tiny WAL transaction)."""
 
     FILE_NAME = "ledger.sqlite3"
 
-    def __init__(self, state_dir: Path, api: str, *, lock: bool = True, read_only: bool = False) -> None:
+    def __init__(self, state_dir: Path, api: str, *, lock: bool = True, read_only: bool = False,
+                 register: bool = False, manifest: str = "", lease_seconds: float = 60.0) -> None:
         self.state_dir = Path(state_dir)
         self.api = api
         self.path = self.state_dir / self.FILE_NAME
+        self.where = str(self.path)
+        self.identity = Identity.here()
+        self.lease_seconds = lease_seconds
+        self._done = 0
+        self._heartbeat: Heartbeat | None = None
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -137,6 +69,7 @@ class Ledger:
             if read_only:  # a dry run looks, never writes
                 db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
                 self._db, self._mutex = db, threading.Lock()
+                self._version = version_of(db)  # an old ledger is read as it is; a run migrates it
                 return
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
@@ -145,13 +78,20 @@ class Ledger:
             # (safe), but losing a `sending` mark could let a rerun send that call again, so mark_sending()
             # alone commits with FULL (an fsync of the WAL, which also covers every earlier transaction).
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            _migrate(db)
+            migrate(db)
             # quick_check reports damage as rows, not as an error: a damaged b-tree could hide an `uploaded`
             # row (and send its call again) or fail mid-run, so anything but "ok" refuses the ledger here.
             (check,) = db.execute("PRAGMA quick_check(1)").fetchone()
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
+        except NewerSchema as exc:
+            if db is not None:
+                db.close()
+            self._release_lock()
+            raise UsageError(
+                f"the ledger {self.path} was written by a newer allobrain-import (schema {exc.version}, this one "
+                f"knows {CURRENT}); upgrade allobrain-import"
+            ) from None
         except sqlite3.OperationalError as exc:  # cannot open (permissions, a folder in its place, locked)
             if db is not None:
                 db.close()
@@ -170,6 +110,9 @@ class Ledger:
             ) from None
         self._db = db
         self._mutex = threading.Lock()
+        self._version = CURRENT
+        if register:
+            self._register(manifest)
 
     @property
     def ledger_id(self) -> str | None:
@@ -209,7 +152,54 @@ class Ledger:
             self._lock_file.close()
             self._lock_file = None
 
+    # --- this run, as `status` lists it ---------------------------------------------------------
+
+    def _register(self, manifest: str) -> None:
+        me, now = self.identity, now_iso()
+        with self._mutex:
+            self._db.execute(
+                "INSERT INTO runs (run_id, api, host, pid, user, manifest, started_at, heartbeat_at, lease_seconds)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (me.run_id, self.api, me.host, me.pid, me.user, manifest, now, now, self.lease_seconds),
+            )
+        self._heartbeat = Heartbeat(self._beat, max(1.0, self.lease_seconds / 3))
+
+    def _beat(self, *, ended: bool = False) -> None:
+        now = now_iso()
+        try:
+            with self._mutex:
+                self._db.execute(
+                    "UPDATE runs SET heartbeat_at=?, rows_done=?, ended_at=? WHERE run_id=?",
+                    (now, self._done, now if ended else None, self.identity.run_id),
+                )
+        except sqlite3.Error:  # the next beat tries again; the file lock is what keeps other runs out
+            pass
+
+    def runs(self, *, live_only: bool = True) -> list[RunRecord]:
+        if self._version < 2:
+            return []
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT run_id, api, host, pid, user, started_at, heartbeat_at, rows_done, manifest, ended_at,"
+                " lease_seconds FROM runs ORDER BY started_at"
+            ).fetchall()
+        now = datetime.now(UTC)
+        records = []
+        for *fields, ended_at, lease in rows:
+            live = ended_at is None and (now - datetime.fromisoformat(fields[6])).total_seconds() <= lease
+            if live or not live_only:
+                records.append(RunRecord(*fields, live=live))
+        return records
+
+    def shared_limiter(self, rate: float) -> None:
+        """One run at a time: the run's own limiter is the whole limit."""
+        return None
+
     def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._beat(ended=True)
+            self._heartbeat = None
         with self._mutex:
             self._db.close()
         self._release_lock()
@@ -234,12 +224,15 @@ class Ledger:
     # --- calls ------------------------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Rows left `sending` by a run that died: the server may have them. Returns how many."""
+        """Rows left `sending` by a run that died: the server may have them. Returns how many. With one run
+        at a time (the file lock), every `sending` row belongs to a dead run."""
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE calls SET status=?, error=?, updated_at=? WHERE api=? AND status=?",
-                (UNKNOWN, "the run stopped while this call was being sent", _now(), self.api, SENDING),
+                (UNKNOWN, "the run stopped while this call was being sent", now_iso(), self.api, SENDING),
             )
+            db.execute("UPDATE runs SET ended_at=heartbeat_at WHERE ended_at IS NULL AND run_id<>?",
+                       (self.identity.run_id,))
             return cur.rowcount
 
     def get(self, key: CallKey) -> Entry | None:
@@ -251,6 +244,33 @@ class Ledger:
             ).fetchone()
         return Entry(*row) if row else None
 
+    def holder(self, key: CallKey) -> Holder | None:
+        run = "calls.run_id, runs.host" if self._version >= 2 else "NULL, NULL"
+        join = "LEFT JOIN runs ON runs.run_id = calls.run_id" if self._version >= 2 else ""
+        with self._mutex:
+            row = self._db.execute(
+                f"SELECT status, call_id, http_status, error, {run}, calls.updated_at FROM calls {join} "
+                "WHERE calls.api=? AND campaign_id=? AND agent_email=? AND ts=? AND file_name=? AND file_size=?",
+                (self.api, *_key_tuple(key)),
+            ).fetchone()
+        return Holder(Entry(*row[:4]), row[4], row[5], row[6]) if row else None
+
+    def claim(self, key: CallKey, *, retry_unknown: bool = False) -> Holder | None:
+        """Take the row for this run, durably, just before its request: None when taken, else who has it.
+
+        Taken only when nobody has it, or its last attempt was not kept (`failed`), or it is `unknown` from
+        another run and the user asked for --retry-unknown. With the file lock no other run can race, but the
+        rule is the same as in the shared ledger."""
+        with self._mutex:
+            self._db.execute("PRAGMA synchronous=FULL")
+            try:
+                taken = self._db.execute(
+                    _CLAIM, (self.api, *_key_tuple(key), now_iso(), self.identity.run_id, retry_unknown)
+                ).fetchall()
+            finally:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+        return None if taken else self.holder(key)
+
     def mark_sending(self, key: CallKey) -> None:
         """Durable before it returns: the request may leave only once this mark is on disk."""
         self._put(key, SENDING, None, None, None, durable=True)
@@ -258,6 +278,7 @@ class Ledger:
     def mark(self, key: CallKey, status: str, *, call_id: str | None = None, http_status: int | None = None,
              error: str | None = None, fingerprint: str | None = None) -> None:
         self._put(key, status, call_id, http_status, error, fingerprint=fingerprint)
+        self._done += 1
 
     def _put(self, key: CallKey, status: str, call_id: str | None, http_status: int | None, error: str | None,
              *, durable: bool = False, fingerprint: str | None = None) -> None:
@@ -266,13 +287,12 @@ class Ledger:
                 self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
                 "INSERT INTO calls (api, campaign_id, agent_email, ts, file_name, file_size, status, call_id,"
-                " http_status, error, updated_at, fingerprint, uploaded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " http_status, error, updated_at, run_id, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT DO UPDATE SET status=excluded.status, call_id=excluded.call_id,"
                 " http_status=excluded.http_status, error=excluded.error, updated_at=excluded.updated_at,"
-                " fingerprint=coalesce(excluded.fingerprint, calls.fingerprint), uploaded_at=excluded.uploaded_at",
-                # uploaded_at (Unix time) is set with the `uploaded` mark only: the daily quota counts it.
-                (self.api, *_key_tuple(key), status, call_id, http_status, error, _now(), fingerprint,
-                 time.time() if status == UPLOADED else None),
+                " run_id=excluded.run_id, fingerprint=coalesce(excluded.fingerprint, calls.fingerprint)",
+                (self.api, *_key_tuple(key), status, call_id, http_status, error, now_iso(), self.identity.run_id,
+                 fingerprint),
             )
             if durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
@@ -304,24 +324,19 @@ class Ledger:
         with self._mutex:
             return "fingerprint" in {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
 
-    def count_uploaded_since(self, epoch_seconds: float) -> int:
-        """Calls of this API marked uploaded at or after `epoch_seconds` (Unix time): the daily quota's count."""
-        # A read-only look (a dry run) at a ledger older than uploaded_at reads the update time instead.
-        when = "uploaded_at" if self._has_upload_times else "CAST(strftime('%s', updated_at) AS REAL)"
-        with self._mutex:
-            (n,) = self._db.execute(f"SELECT COUNT(*) FROM calls WHERE api=? AND status=? AND {when} >= ?",
-                                    (self.api, UPLOADED, epoch_seconds)).fetchone()
-        return int(n)
-
-    @functools.cached_property
-    def _has_upload_times(self) -> bool:
-        with self._mutex:
-            return "uploaded_at" in {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
-
     def counts(self) -> dict[str, int]:
         with self._mutex:
             rows = self._db.execute("SELECT status, COUNT(*) FROM calls WHERE api=? GROUP BY status", (self.api,))
             return dict(rows.fetchall())
+
+    def count_uploaded_since(self, epoch_seconds: float) -> int:
+        """Calls of this API uploaded at or after that time (by any run of this ledger): the daily quota."""
+        with self._mutex:
+            (n,) = self._db.execute(
+                "SELECT COUNT(*) FROM calls WHERE api=? AND status=? AND updated_at>=?",
+                (self.api, UPLOADED, iso_of(epoch_seconds)),
+            ).fetchone()
+        return n
 
     # --- agents -----------------------------------------------------------------------------------
 
@@ -334,23 +349,21 @@ class Ledger:
             self._db.execute(
                 "INSERT INTO agents (api, email, updated_at) VALUES (?,?,?) ON CONFLICT DO UPDATE SET"
                 " updated_at=excluded.updated_at",
-                (self.api, email, _now()),
+                (self.api, email, now_iso()),
             )
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    for table, column, statements in _MIGRATIONS:
-        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
-            db.execute("BEGIN IMMEDIATE")  # a column and its backfill land together, or not at all
-            try:
-                for statement in statements:
-                    db.execute(statement)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-    db.executescript(_INDEXES)
-    db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('ledger_id', ?)", (uuid.uuid4().hex,))
+# One statement, so the check and the take cannot be split by another writer. RETURNING yields a row only
+# when this run took it (inserted, or updated past the WHERE).
+_CLAIM = (
+    "INSERT INTO calls (api, campaign_id, agent_email, ts, file_name, file_size, status, updated_at, run_id)"
+    " VALUES (?,?,?,?,?,?,'sending',?,?)"
+    " ON CONFLICT DO UPDATE SET status='sending', call_id=NULL, http_status=NULL, error=NULL,"
+    " updated_at=excluded.updated_at, run_id=excluded.run_id"
+    f" WHERE calls.status='{FAILED}' OR (calls.status='{UNKNOWN}' AND ? AND calls.run_id IS NOT excluded.run_id)"
+    " OR (calls.status='sending' AND calls.run_id IS excluded.run_id)"
+    " RETURNING run_id"
+)
 
 
 def _key_tuple(key: CallKey) -> tuple[str, str, int, str, int]:

@@ -1,0 +1,283 @@
+"""The PostgreSQL ledger: one ledger for many runs, on many machines, by many people, at once.
+
+"Sent once" is a property of the database: a row is claimed by one atomic statement on its primary key
+(INSERT ... ON CONFLICT DO UPDATE ... WHERE), so of two runs racing for a row exactly one gets it. Runs
+register and heartbeat; a run silent for longer than its lease is dead, and its `sending` rows become
+`unknown`, exactly as after a crash. Times are the database's clock, so machines' clocks need not agree.
+
+One connection, guarded by a lock (each statement its own short transaction). When the connection breaks
+(the server restarted, the network cut) the next statement reconnects and is tried again: every statement
+here is idempotent for the same run, a claim included, so a retry after a lost answer is safe. A claim that
+cannot be recorded within a short window raises LedgerUnavailable and the row is not sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+
+from ..errors import UsageError
+from ..safety import clean_text
+from .base import (
+    FAILED,
+    SENDING,
+    UNKNOWN,
+    UPLOADED,
+    CallKey,
+    Entry,
+    Heartbeat,
+    Holder,
+    Identity,
+    LedgerUnavailable,
+    RunRecord,
+)
+from .pg_rate import SharedRateLimiter
+from .pg_schema import CURRENT, NewerSchema, migrate
+from .url import display_url
+
+log = logging.getLogger("importer.ledger")
+T = TypeVar("T")
+
+_KEY = "api=%s AND campaign_id=%s AND agent_email=%s AND ts=%s AND file_name=%s AND file_size=%s"
+_ISO = "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')"
+
+
+class PostgresLedger:
+    def __init__(self, url: str, api: str, *, lease_seconds: float = 60.0, register: bool = False,
+                 manifest: str = "", connect_timeout: int = 10) -> None:
+        self.url = url
+        self.api = api
+        self.where = display_url(url)
+        self.identity = Identity.here()
+        self.lease_seconds = lease_seconds
+        # A claim waits a little for the database (a restart takes seconds); a mark after a request waits
+        # for up to a lease, since losing it would make an uploaded row `unknown`.
+        self.claim_window = min(10.0, max(2.0, lease_seconds / 4))
+        self.mark_window = lease_seconds
+        self._connect_timeout = connect_timeout
+        self._mutex = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._done = 0
+        self._heartbeat: Heartbeat | None = None
+        self._closed = False
+        try:
+            conn = self._connect()
+            migrate(conn)
+        except NewerSchema as exc:
+            self._drop()
+            raise UsageError(f"the ledger at {self.where} was written by a newer allobrain-import (schema "
+                             f"{exc.version}, this one knows {CURRENT}); upgrade allobrain-import") from None
+        except psycopg.Error as exc:
+            self._drop()
+            raise UsageError(f"cannot use the ledger at {self.where}: {_describe(exc)}") from None
+        if register:
+            self._register(manifest)
+
+    # --- the connection ---------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        # Password, TLS and the rest come from libpq's environment and files (PGPASSWORD, ~/.pgpass,
+        # PGSSLMODE...); the URL never holds a password (url.py refuses it).
+        self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self._connect_timeout,
+                                     application_name="allobrain-import")
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _do(self, what: str, fn: Callable[[psycopg.Connection[Any]], T], *, window: float) -> T:
+        """Run `fn` on the connection; on a broken connection reconnect and retry until `window` seconds
+        have passed, then raise LedgerUnavailable."""
+        deadline = time.monotonic() + window
+        delay = 0.1
+        while True:
+            with self._mutex:
+                if self._closed:
+                    raise LedgerUnavailable(f"the ledger at {self.where} is closed")
+                try:
+                    return fn(self._conn or self._connect())
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    self._drop()
+                    problem = _describe(exc)
+            if time.monotonic() + delay > deadline:
+                raise LedgerUnavailable(f"the ledger at {self.where} did not answer ({what}): {problem}")
+            log.warning("ledger at %s: %s; reconnecting", self.where, problem)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _one(self, sql: str, params: tuple[Any, ...], *, what: str, window: float | None = None) -> Any:
+        return self._do(what, lambda c: c.execute(sql, params).fetchone(), window=window or self.mark_window)
+
+    def _all(self, sql: str, params: tuple[Any, ...], *, what: str) -> list[Any]:
+        return self._do(what, lambda c: c.execute(sql, params).fetchall(), window=self.claim_window)
+
+    def _exec(self, sql: str, params: tuple[Any, ...], *, what: str, window: float | None = None) -> int:
+        return self._do(what, lambda c: c.execute(sql, params).rowcount, window=window or self.mark_window)
+
+    # --- runs -------------------------------------------------------------------------------------
+
+    def _register(self, manifest: str) -> None:
+        me = self.identity
+        self._exec("INSERT INTO allobrain_runs (run_id, api, host, pid, os_user, manifest, lease_seconds)"
+                   " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                   (me.run_id, self.api, me.host, me.pid, me.user, manifest, self.lease_seconds),
+                   what="registering the run", window=self.claim_window)
+        self._heartbeat = Heartbeat(self._beat, max(1.0, self.lease_seconds / 3))
+
+    def _beat(self) -> None:
+        """Say this run is alive (reviving it if another run gave it up for dead), and reap the dead."""
+        try:
+            self._exec("UPDATE allobrain_runs SET heartbeat_at=now(), rows_done=%s, ended_at=NULL WHERE run_id=%s",
+                       (self._done, self.identity.run_id), what="heartbeat", window=1.0)
+            self._reap(window=1.0)
+        except LedgerUnavailable as exc:
+            log.warning("%s", exc)
+
+    def _reap(self, window: float | None = None) -> int:
+        """Runs whose lease expired are dead: their `sending` rows become `unknown` (the crash rule). Rows
+        left `sending` by a run that ended (its last marks could not be written) too."""
+        self._exec("UPDATE allobrain_runs SET ended_at=heartbeat_at WHERE ended_at IS NULL"
+                   " AND heartbeat_at < now() - make_interval(secs => lease_seconds)", (), what="reaping runs",
+                   window=window)
+        return self._exec(
+            "UPDATE allobrain_calls c SET status=%s, updated_at=now(), error='run ' || r.run_id || ' on host '"
+            " || r.host || ' stopped while this call was being sent' FROM allobrain_runs r"
+            " WHERE c.status=%s AND c.run_id=r.run_id AND r.ended_at IS NOT NULL",
+            (UNKNOWN, SENDING), what="reaping rows", window=window)
+
+    def runs(self, *, live_only: bool = True) -> list[RunRecord]:
+        rows = self._all(
+            f"SELECT run_id, api, host, pid, os_user, {_ISO % 'started_at'}, {_ISO % 'heartbeat_at'}, rows_done,"
+            " manifest, (ended_at IS NULL AND heartbeat_at >= now() - make_interval(secs => lease_seconds))"
+            " FROM allobrain_runs WHERE (%s OR ended_at IS NULL) ORDER BY started_at",
+            (not live_only,), what="listing runs")
+        return [RunRecord(*r[:9], live=bool(r[9])) for r in rows if r[9] or not live_only]
+
+    def shared_limiter(self, rate: float) -> SharedRateLimiter | None:
+        """`upload.max_per_second` for every run of this ledger and API together."""
+        if rate <= 0:
+            return None
+        return SharedRateLimiter(rate, lambda span: self._one(
+            "INSERT INTO allobrain_rate AS r (api, next_at) VALUES (%s, clock_timestamp() + make_interval(secs => %s))"
+            " ON CONFLICT (api) DO UPDATE SET next_at = GREATEST(r.next_at, clock_timestamp())"
+            " + make_interval(secs => %s) RETURNING extract(epoch FROM r.next_at - clock_timestamp())::float8",
+            (self.api, span, span), what="leasing send slots", window=self.claim_window)[0] - span)
+
+    def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+            try:
+                self._exec("UPDATE allobrain_runs SET heartbeat_at=now(), rows_done=%s, ended_at=now()"
+                           " WHERE run_id=%s", (self._done, self.identity.run_id), what="ending the run",
+                           window=self.claim_window)
+            except LedgerUnavailable as exc:  # the lease expires on its own: the crash rule covers it
+                log.warning("%s", exc)
+        with self._mutex:
+            self._closed = True
+            self._drop()
+
+    def __enter__(self) -> PostgresLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- calls ------------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Only dead runs' rows: live runs on other machines are sending theirs right now."""
+        try:
+            return self._reap()
+        except LedgerUnavailable as exc:
+            raise UsageError(str(exc)) from None
+
+    def get(self, key: CallKey) -> Entry | None:
+        row = self._one(f"SELECT status, call_id, http_status, error FROM allobrain_calls WHERE {_KEY}",
+                        (self.api, *_key_tuple(key)), what="looking a row up", window=self.claim_window)
+        return Entry(*row) if row else None
+
+    def holder(self, key: CallKey) -> Holder | None:
+        row = self._one(
+            f"SELECT c.status, c.call_id, c.http_status, c.error, c.run_id, r.host, {_ISO % 'c.updated_at'}"
+            f" FROM allobrain_calls c LEFT JOIN allobrain_runs r ON r.run_id = c.run_id WHERE c.{_KEY}",
+            (self.api, *_key_tuple(key)), what="looking a row up", window=self.claim_window)
+        return Holder(Entry(*row[:4]), row[4], row[5], row[6]) if row else None
+
+    def claim(self, key: CallKey, *, retry_unknown: bool = False) -> Holder | None:
+        taken = self._one(_CLAIM, (self.api, *_key_tuple(key), self.identity.run_id, retry_unknown),
+                          what="claiming a row", window=self.claim_window)
+        return None if taken else self.holder(key)
+
+    def mark_sending(self, key: CallKey) -> None:
+        self._put(key, SENDING, None, None, None)
+
+    def mark(self, key: CallKey, status: str, *, call_id: str | None = None, http_status: int | None = None,
+             error: str | None = None) -> None:
+        self._put(key, status, call_id, http_status, error)
+        self._done += 1
+
+    def _put(self, key: CallKey, status: str, call_id: str | None, http_status: int | None,
+             error: str | None) -> None:
+        self._exec(
+            "INSERT INTO allobrain_calls (api, campaign_id, agent_email, ts, file_name, file_size, status, call_id,"
+            " http_status, error, run_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT (api, campaign_id, agent_email, ts, file_name, file_size) DO UPDATE SET"
+            " status=excluded.status, call_id=excluded.call_id, http_status=excluded.http_status,"
+            " error=excluded.error, run_id=excluded.run_id, updated_at=now()",
+            (self.api, *_key_tuple(key), status, call_id, http_status, error, self.identity.run_id),
+            what=f"recording a row as {status}")
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._all("SELECT status, count(*) FROM allobrain_calls WHERE api=%s GROUP BY status",
+                              (self.api,), what="counting rows"))
+
+    def count_uploaded_since(self, epoch_seconds: float) -> int:
+        """Calls of this API uploaded at or after that time by any run on this ledger (the daily quota)."""
+        (n,) = self._one("SELECT count(*) FROM allobrain_calls WHERE api=%s AND status=%s"
+                         " AND updated_at >= to_timestamp(%s)", (self.api, UPLOADED, epoch_seconds),
+                         what="counting uploads", window=self.claim_window)
+        return int(n)
+
+    # --- agents -----------------------------------------------------------------------------------
+
+    def invited(self) -> set[str]:
+        return {r[0] for r in self._all("SELECT email FROM allobrain_agents WHERE api=%s", (self.api,),
+                                        what="reading agents")}
+
+    def mark_invited(self, email: str) -> None:
+        self._exec("INSERT INTO allobrain_agents (api, email) VALUES (%s,%s) ON CONFLICT (api, email)"
+                   " DO UPDATE SET updated_at=now()", (self.api, email), what="recording an agent")
+
+
+# The check and the take in one statement on the primary key: of two runs racing for a row, one inserts or
+# updates it and the other's WHERE fails. A row already `sending` for this same run is taken again, so a
+# claim retried after a lost answer is not refused by its own first attempt.
+_CLAIM = (
+    "INSERT INTO allobrain_calls AS c (api, campaign_id, agent_email, ts, file_name, file_size, status, run_id)"
+    " VALUES (%s,%s,%s,%s,%s,%s,'sending',%s)"
+    " ON CONFLICT (api, campaign_id, agent_email, ts, file_name, file_size) DO UPDATE SET status='sending',"
+    " call_id=NULL, http_status=NULL, error=NULL, run_id=excluded.run_id, updated_at=now()"
+    f" WHERE c.status='{FAILED}' OR (c.status='{UNKNOWN}' AND %s AND c.run_id IS DISTINCT FROM excluded.run_id)"
+    " OR (c.status='sending' AND c.run_id = excluded.run_id)"
+    " RETURNING 1"
+)
+
+
+def _key_tuple(key: CallKey) -> tuple[str, str, int, str, int]:
+    return (key.campaign_id, key.agent_email, key.timestamp, key.file_name, key.file_size)
+
+
+def _describe(exc: BaseException) -> str:
+    """libpq's message, one line, no control characters (it never contains the password)."""
+    text = " ".join(str(exc).split())
+    return clean_text(text, 300) or type(exc).__name__
