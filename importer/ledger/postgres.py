@@ -64,6 +64,7 @@ class PostgresLedger:
         self._mutex = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self._done = 0
+        self._lost_claims: set[CallKey] = set()  # claims whose answer never came: perhaps recorded, never sent
         self._heartbeat: Heartbeat | None = None
         self._closed = False
         try:
@@ -177,6 +178,7 @@ class PostgresLedger:
             self._heartbeat.stop()
             self._heartbeat = None
             try:
+                self._release_lost_claims()
                 self._exec("UPDATE allobrain_runs SET heartbeat_at=now(), rows_done=%s, ended_at=now()"
                            " WHERE run_id=%s", (self._done, self.identity.run_id), what="ending the run",
                            window=self.claim_window)
@@ -214,9 +216,23 @@ class PostgresLedger:
         return Holder(Entry(*row[:4]), row[4], row[5], row[6]) if row else None
 
     def claim(self, key: CallKey, *, retry_unknown: bool = False) -> Holder | None:
-        taken = self._one(_CLAIM, (self.api, *_key_tuple(key), self.identity.run_id, retry_unknown),
-                          what="claiming a row", window=self.claim_window)
+        try:
+            taken = self._one(_CLAIM, (self.api, *_key_tuple(key), self.identity.run_id, retry_unknown),
+                              what="claiming a row", window=self.claim_window)
+        except LedgerUnavailable:
+            self._lost_claims.add(key)
+            raise
         return None if taken else self.holder(key)
+
+    def _release_lost_claims(self) -> None:
+        """A claim the database may have recorded though its answer was lost: this run never sent the row, so
+        it is given back (`failed`, safe to send) rather than left to become `unknown` with the lease."""
+        for key in list(self._lost_claims):
+            self._exec(f"UPDATE allobrain_calls SET status=%s, error=%s, updated_at=now() WHERE {_KEY}"
+                       " AND status='sending' AND run_id=%s",
+                       (FAILED, "claimed, but the claim could not be confirmed: not sent", self.api,
+                        *_key_tuple(key), self.identity.run_id), what="releasing a claim", window=self.claim_window)
+            self._lost_claims.discard(key)
 
     def mark_sending(self, key: CallKey) -> None:
         self._put(key, SENDING, None, None, None)
