@@ -4,6 +4,8 @@
     allobrain-import run MANIFEST [--dry-run] [--sandbox] ...
     allobrain-import sandbox [--port 8000] ...
     allobrain-import ui [--port 8421] [--folder DIR] ...
+    allobrain-import status [MANIFEST]
+    allobrain-import results MANIFEST [--out PATH]
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import traceback
 
 from .. import __version__
 from ..errors import ImportToolError
-from . import run, sandbox, ui, validate
+from . import results_cmd, run, sandbox, status, ui, validate
 from .common import err
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (validate, run, sandbox, ui)
+COMMANDS = (validate, run, sandbox, status, results_cmd, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:

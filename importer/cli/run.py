@@ -26,6 +26,7 @@ from .common import (
     reading_lines,
     state_dir_of,
 )
+from .ledger_common import ledger_label
 from .logs import setup_logging
 from .signals import install_sigint
 
@@ -145,6 +146,8 @@ def _run(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace, *, api_ur
     if args.summary_json:
         check_writable(args.summary_json, "--summary-json")
     results_path = (args.results or default_results_path(vm.loaded.path, vm.loaded.is_results)).absolute()
+    if cfg.ledger.url:  # several runs may share it: say which
+        out(ledger_label(cfg))
     stop = StopSignal()
     restore = install_sigint(stop, rerun_of(vm.loaded.path.absolute(), cfg, args))
     progress = TqdmProgress(disable=args.quiet)
