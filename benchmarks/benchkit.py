@@ -340,8 +340,15 @@ def _serve(args: argparse.Namespace) -> None:
     sb = Sandbox(port=args.port, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
                  daily_quota=args.daily_quota, data_dir=args.data_dir)
     sb.start()
-    while not stop.wait(0.2):
-        pass
+    # When calls were stored, to the 50 ms: the window of several clients' work seen from the server.
+    first = last = None
+    seen = 0
+    while not stop.wait(0.05):
+        n = len(sb.calls())
+        if n != seen:
+            last = time.monotonic()
+            first = first or last
+            seen = n
     log = sb.requests_log()
     by_status = collections.Counter(f"{e['path']} {e['status']}" for e in log)
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -350,6 +357,7 @@ def _serve(args: argparse.Namespace) -> None:
         "by_status": dict(by_status),
         "http_429": sum(1 for e in log if e["status"] == 429),
         "calls_stored": len(sb.calls()),
+        "calls_window_seconds": round(last - first, 3) if first and last else 0.0,
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
     }
     sb.stop()

@@ -40,8 +40,9 @@ def free_port() -> int:
 class PgCluster:
     USER = "postgres"
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, fsync: bool = False) -> None:
         self.bindir = bindir
+        self.fsync = fsync  # off for the tests; on for benchmarks that want a database as deployed
         self.as_root = os.geteuid() == 0
         # Not under pytest's tmp_path: its parents are private to root, and the server runs as `postgres`.
         self.base = Path(tempfile.mkdtemp(prefix="allobrain-pg-"))
@@ -66,8 +67,9 @@ class PgCluster:
         pwfile.unlink()
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
-                       f"unix_socket_directories = '{self.base}'\nfsync = off\nsynchronous_commit = off\n"
-                       "full_page_writes = off\nmax_connections = 200\nlog_min_messages = warning\n")
+                       f"unix_socket_directories = '{self.base}'\nmax_connections = 200\nlog_min_messages = warning\n")
+            if not self.fsync:
+                conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
         self.pg_ctl("start")
         return self
 
