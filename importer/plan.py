@@ -6,10 +6,11 @@ Shared by `run` and `run --dry-run`, so the plan a user reads is the plan that i
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .errors import ImportToolError
-from .ledger import SENDING, UNKNOWN, UPLOADED, CallKey, Ledger, Upload
+from .ledger import SENDING, UNKNOWN, UPLOADED, CallKey, Entry, LedgerBackend, Upload
 from .manifest import CallRow, ValidatedManifest, total_bytes, total_duration
 from .results import Outcome
 from .sources import SourceProblem, Sources
@@ -42,7 +43,7 @@ class Plan:
         return total_duration(self.to_send)
 
 
-def make_plan(vm: ValidatedManifest, ledger: Ledger | None, *, retry_unknown: bool,
+def make_plan(vm: ValidatedManifest, ledger: LedgerBackend | None, *, retry_unknown: bool,
               allow_same_recording: bool = False, sources: Sources | None = None) -> Plan:
     plan = Plan()
     for index, reasons in vm.invalid.items():
@@ -56,8 +57,7 @@ def make_plan(vm: ValidatedManifest, ledger: Ledger | None, *, retry_unknown: bo
     own_file = ledger is not None and vm.loaded.results_ledger is not None and (
         vm.loaded.results_ledger == ledger.ledger_id)
     same = _SameRecording(ledger, sources or Sources(remote=False)) if ledger is not None and not allow_same_recording else None
-    for call in vm.calls:
-        entry = ledger.get(call_key(call)) if ledger is not None else None
+    for call, entry in _with_entries(vm.calls, ledger):
         if entry is not None and entry.status == UPLOADED:
             plan.settled[call.index] = Outcome("already_uploaded", call_id=entry.call_id)
             plan.already_uploaded += 1
@@ -87,6 +87,17 @@ def make_plan(vm: ValidatedManifest, ledger: Ledger | None, *, retry_unknown: bo
     return plan
 
 
+def _with_entries(calls: list[CallRow], ledger: LedgerBackend | None,
+                  chunk: int = 2000) -> Iterator[tuple[CallRow, Entry | None]]:
+    """Each call with what the ledger holds for its key, looked up a chunk at a time (one round trip per
+    chunk on a database server, instead of one per row)."""
+    for start in range(0, len(calls), chunk):
+        part = calls[start:start + chunk]
+        found = ledger.get_many([call_key(c) for c in part]) if ledger is not None else {}
+        for call in part:
+            yield call, found.get(call_key(call))
+
+
 FILE_WORD = ("not checked: the results file says it was uploaded, and this ledger has no record of it (the file "
              "was written with another ledger); clear import_status to send it")
 
@@ -102,7 +113,7 @@ class _SameRecording:
     """A row's recording uploaded to its campaign under another key. A file is hashed only when the ledger
     holds an upload of the same size in that campaign, so the common case costs one set lookup."""
 
-    def __init__(self, ledger: Ledger, sources: Sources) -> None:
+    def __init__(self, ledger: LedgerBackend, sources: Sources) -> None:
         self.ledger = ledger
         self.sources = sources  # where the recordings live (a remote one is read through, pinned)
         self.sizes = ledger.uploaded_sizes()

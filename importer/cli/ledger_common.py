@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import Config
+from ..config import Config, load_config
 from ..errors import UsageError
 from ..ledger import LedgerBackend, display_url, ledger_exists, open_ledger, state_dir_of
 from ..safety import canonical_api, check_base_url
@@ -13,6 +13,17 @@ from ..safety import canonical_api, check_base_url
 def add_ledger_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="config file (default: config.yaml beside the manifest, else ./config.yaml)")
     p.add_argument("--api-url", help="the API whose calls to look at (default: api.base_url from config)")
+
+
+def config_for(args: argparse.Namespace) -> tuple[Config, str]:
+    """As every command: with a manifest, the config beside it (or the one its run recorded); without one,
+    --config or ./config.yaml."""
+    from .common import config_from
+
+    if args.manifest is not None:
+        return config_from(args)
+    cfg = load_config(args.config)
+    return cfg, cfg.source or "none (built-in defaults)"
 
 
 def ledger_api(args: argparse.Namespace, cfg: Config) -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 from .. import runinfo
 from ..errors import UsageError
 from ..results import STATUSES, default_results_path
-from .common import config_from, load_validated, out
-from .ledger_common import add_ledger_args, ledger_api, ledger_label, read_ledger
+from .common import load_validated, out
+from .ledger_common import add_ledger_args, config_for, ledger_api, ledger_label, read_ledger
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,8 @@ def _check_out(path: Path, manifest: Path) -> None:
 def cmd_results(args: argparse.Namespace) -> int:
     from ..from_ledger import write_results
 
-    cfg = config_from(args)
+    cfg, origin = config_for(args)
+    out(f"config: {origin}")
     api = ledger_api(args, cfg)
     vm = load_validated(args, cfg)
     path = (args.out or default_results_path(vm.loaded.path, vm.loaded.is_results)).absolute()

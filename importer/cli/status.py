@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..ledger import RunRecord
-from .common import config_from, load_validated, out
-from .ledger_common import add_ledger_args, ledger_api, ledger_label, read_ledger
+from .common import load_validated, out
+from .ledger_common import add_ledger_args, config_for, ledger_api, ledger_label, read_ledger
 
 ORDER = ("uploaded", "already_uploaded", "sending", "unknown", "failed", "not_attempted", "not sent yet", "invalid")
 
@@ -28,7 +28,8 @@ def run_line(r: RunRecord) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from ..from_ledger import row_counts
 
-    cfg = config_from(args)
+    cfg, origin = config_for(args)
+    out(f"config: {origin}")
     api = ledger_api(args, cfg)
     vm = load_validated(args, cfg) if args.manifest else None
     with read_ledger(cfg, api) as ledger:

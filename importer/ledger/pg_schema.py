@@ -6,6 +6,7 @@ at once serialise their migration on an advisory lock, so a schema step is never
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 CURRENT = 1
@@ -25,11 +26,17 @@ CREATE TABLE allobrain_calls (
     http_status integer,
     error text,
     run_id text,
+    fingerprint text,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (api, campaign_id, agent_email, ts, file_name, file_size)
 );
 CREATE INDEX allobrain_calls_sending ON allobrain_calls (run_id) WHERE status = 'sending';
 CREATE INDEX allobrain_calls_uploaded ON allobrain_calls (api, updated_at) WHERE status = 'uploaded';
+CREATE INDEX allobrain_calls_by_size ON allobrain_calls (api, campaign_id, file_size) WHERE status = 'uploaded';
+CREATE TABLE allobrain_meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
 CREATE TABLE allobrain_agents (
     api text NOT NULL,
     email text NOT NULL,
@@ -75,4 +82,6 @@ def migrate(conn: Any) -> int:
         for step in range(version + 1, CURRENT + 1):
             conn.execute(_STEPS[step])
             conn.execute("INSERT INTO allobrain_schema (version) VALUES (%s)", (step,))
+        conn.execute("INSERT INTO allobrain_meta (key, value) VALUES ('ledger_id', %s) ON CONFLICT DO NOTHING",
+                     (uuid.uuid4().hex,))
     return version

@@ -5,25 +5,21 @@
 register and heartbeat; a run silent for longer than its lease is dead, and its `sending` rows become
 `unknown`, exactly as after a crash. Times are the database's clock, so machines' clocks need not agree.
 
-One connection, guarded by a lock (each statement its own short transaction). When the connection breaks
-(the server restarted, the network cut) the next statement reconnects and is tried again: every statement
-here is idempotent for the same run, a claim included, so a retry after a lost answer is safe. A claim that
-cannot be recorded within a short window raises LedgerUnavailable and the row is not sent.
+Each statement is its own short transaction on a small pool of connections (pg_conn.py): claims commit
+durably, marks after a request do not wait for the disk. When a connection breaks (the server restarted,
+the network cut) the statement is tried again on a new one: every statement here is idempotent for the same
+run, a claim included, so a retry after a lost answer is safe. A claim that cannot be recorded within a short
+window raises LedgerUnavailable and the row is not sent.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 
 from ..errors import UsageError
-from ..safety import clean_text
 from .base import (
     FAILED,
     SENDING,
@@ -36,13 +32,14 @@ from .base import (
     Identity,
     LedgerUnavailable,
     RunRecord,
+    Upload,
 )
+from .pg_conn import Connections, describe
 from .pg_rate import SharedRateLimiter
 from .pg_schema import CURRENT, NewerSchema, migrate
 from .url import display_url
 
 log = logging.getLogger("importer.ledger")
-T = TypeVar("T")
 
 _KEY = "api=%s AND campaign_id=%s AND agent_email=%s AND ts=%s AND file_name=%s AND file_size=%s"
 _ISO = "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')"
@@ -60,69 +57,36 @@ class PostgresLedger:
         # for up to a lease, since losing it would make an uploaded row `unknown`.
         self.claim_window = min(10.0, max(2.0, lease_seconds / 4))
         self.mark_window = lease_seconds
-        self._connect_timeout = connect_timeout
-        self._mutex = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conns = Connections(url, self.where, connect_timeout=connect_timeout)
         self._done = 0
         self._lost_claims: set[CallKey] = set()  # claims whose answer never came: perhaps recorded, never sent
         self._heartbeat: Heartbeat | None = None
-        self._closed = False
         try:
-            conn = self._connect()
-            migrate(conn)
+            self._conns.first(migrate)
         except NewerSchema as exc:
-            self._drop()
+            self._conns.close()
             raise UsageError(f"the ledger at {self.where} was written by a newer allobrain-import (schema "
                              f"{exc.version}, this one knows {CURRENT}); upgrade allobrain-import") from None
         except psycopg.Error as exc:
-            self._drop()
-            raise UsageError(f"cannot use the ledger at {self.where}: {_describe(exc)}") from None
+            self._conns.close()
+            raise UsageError(f"cannot use the ledger at {self.where}: {describe(exc)}") from None
         if register:
             self._register(manifest)
 
-    # --- the connection ---------------------------------------------------------------------------
+    # --- statements -------------------------------------------------------------------------------
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        # Password, TLS and the rest come from libpq's environment and files (PGPASSWORD, ~/.pgpass,
-        # PGSSLMODE...); the URL never holds a password (url.py refuses it).
-        self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self._connect_timeout,
-                                     application_name="allobrain-import")
-        return self._conn
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-            self._conn = None
-
-    def _do(self, what: str, fn: Callable[[psycopg.Connection[Any]], T], *, window: float) -> T:
-        """Run `fn` on the connection; on a broken connection reconnect and retry until `window` seconds
-        have passed, then raise LedgerUnavailable."""
-        deadline = time.monotonic() + window
-        delay = 0.1
-        while True:
-            with self._mutex:
-                if self._closed:
-                    raise LedgerUnavailable(f"the ledger at {self.where} is closed")
-                try:
-                    return fn(self._conn or self._connect())
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                    self._drop()
-                    problem = _describe(exc)
-            if time.monotonic() + delay > deadline:
-                raise LedgerUnavailable(f"the ledger at {self.where} did not answer ({what}): {problem}")
-            log.warning("ledger at %s: %s; reconnecting", self.where, problem)
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-    def _one(self, sql: str, params: tuple[Any, ...], *, what: str, window: float | None = None) -> Any:
-        return self._do(what, lambda c: c.execute(sql, params).fetchone(), window=window or self.mark_window)
+    def _one(self, sql: str, params: tuple[Any, ...], *, what: str, window: float | None = None,
+             durable: bool = False) -> Any:
+        return self._conns.do(what, lambda c: c.execute(sql, params).fetchone(), window=window or self.mark_window,
+                              durable=durable)
 
     def _all(self, sql: str, params: tuple[Any, ...], *, what: str) -> list[Any]:
-        return self._do(what, lambda c: c.execute(sql, params).fetchall(), window=self.claim_window)
+        return self._conns.do(what, lambda c: c.execute(sql, params).fetchall(), window=self.claim_window)
 
-    def _exec(self, sql: str, params: tuple[Any, ...], *, what: str, window: float | None = None) -> int:
-        return self._do(what, lambda c: c.execute(sql, params).rowcount, window=window or self.mark_window)
+    def _exec(self, sql: str, params: tuple[Any, ...], *, what: str, window: float | None = None,
+              durable: bool = False) -> int:
+        return self._conns.do(what, lambda c: c.execute(sql, params).rowcount, window=window or self.mark_window,
+                              durable=durable)
 
     # --- runs -------------------------------------------------------------------------------------
 
@@ -131,7 +95,7 @@ class PostgresLedger:
         self._exec("INSERT INTO allobrain_runs (run_id, api, host, pid, os_user, manifest, lease_seconds)"
                    " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
                    (me.run_id, self.api, me.host, me.pid, me.user, manifest, self.lease_seconds),
-                   what="registering the run", window=self.claim_window)
+                   what="registering the run", window=self.claim_window, durable=True)
         self._heartbeat = Heartbeat(self._beat, max(1.0, self.lease_seconds / 3))
 
     def _beat(self) -> None:
@@ -184,9 +148,7 @@ class PostgresLedger:
                            window=self.claim_window)
             except LedgerUnavailable as exc:  # the lease expires on its own: the crash rule covers it
                 log.warning("%s", exc)
-        with self._mutex:
-            self._closed = True
-            self._drop()
+        self._conns.close()
 
     def __enter__(self) -> PostgresLedger:
         return self
@@ -208,6 +170,19 @@ class PostgresLedger:
                         (self.api, *_key_tuple(key)), what="looking a row up", window=self.claim_window)
         return Entry(*row) if row else None
 
+    def get_many(self, keys: list[CallKey]) -> dict[CallKey, Entry]:
+        """One round trip for a whole chunk of keys (a rerun's plan), on the primary key's index."""
+        if not keys:
+            return {}
+        columns = list(zip(*(_key_tuple(k) for k in keys), strict=True))
+        rows = self._all(
+            "SELECT k.i, c.status, c.call_id, c.http_status, c.error FROM unnest(%s::text[], %s::text[],"
+            " %s::bigint[], %s::text[], %s::bigint[]) WITH ORDINALITY AS k(campaign_id, agent_email, ts, file_name,"
+            " file_size, i) JOIN allobrain_calls c ON c.api=%s AND c.campaign_id=k.campaign_id AND"
+            " c.agent_email=k.agent_email AND c.ts=k.ts AND c.file_name=k.file_name AND c.file_size=k.file_size",
+            (*(list(col) for col in columns), self.api), what="looking rows up")
+        return {keys[i - 1]: Entry(*rest) for i, *rest in rows}
+
     def holder(self, key: CallKey) -> Holder | None:
         row = self._one(
             f"SELECT c.status, c.call_id, c.http_status, c.error, c.run_id, r.host, {_ISO % 'c.updated_at'}"
@@ -218,7 +193,7 @@ class PostgresLedger:
     def claim(self, key: CallKey, *, retry_unknown: bool = False) -> Holder | None:
         try:
             taken = self._one(_CLAIM, (self.api, *_key_tuple(key), self.identity.run_id, retry_unknown),
-                              what="claiming a row", window=self.claim_window)
+                              what="claiming a row", window=self.claim_window, durable=True)
         except LedgerUnavailable:
             self._lost_claims.add(key)
             raise
@@ -231,27 +206,49 @@ class PostgresLedger:
             self._exec(f"UPDATE allobrain_calls SET status=%s, error=%s, updated_at=now() WHERE {_KEY}"
                        " AND status='sending' AND run_id=%s",
                        (FAILED, "claimed, but the claim could not be confirmed: not sent", self.api,
-                        *_key_tuple(key), self.identity.run_id), what="releasing a claim", window=self.claim_window)
+                        *_key_tuple(key), self.identity.run_id), what="releasing a claim", window=self.claim_window,
+                       durable=True)
             self._lost_claims.discard(key)
 
     def mark_sending(self, key: CallKey) -> None:
-        self._put(key, SENDING, None, None, None)
+        self._put(key, SENDING, None, None, None, None, durable=True)
 
     def mark(self, key: CallKey, status: str, *, call_id: str | None = None, http_status: int | None = None,
-             error: str | None = None) -> None:
-        self._put(key, status, call_id, http_status, error)
+             error: str | None = None, fingerprint: str | None = None) -> None:
+        self._put(key, status, call_id, http_status, error, fingerprint)
         self._done += 1
 
     def _put(self, key: CallKey, status: str, call_id: str | None, http_status: int | None,
-             error: str | None) -> None:
+             error: str | None, fingerprint: str | None, *, durable: bool = False) -> None:
         self._exec(
             "INSERT INTO allobrain_calls (api, campaign_id, agent_email, ts, file_name, file_size, status, call_id,"
-            " http_status, error, run_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " http_status, error, run_id, fingerprint) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
             " ON CONFLICT (api, campaign_id, agent_email, ts, file_name, file_size) DO UPDATE SET"
             " status=excluded.status, call_id=excluded.call_id, http_status=excluded.http_status,"
-            " error=excluded.error, run_id=excluded.run_id, updated_at=now()",
-            (self.api, *_key_tuple(key), status, call_id, http_status, error, self.identity.run_id),
-            what=f"recording a row as {status}")
+            " error=excluded.error, run_id=excluded.run_id, updated_at=now(),"
+            " fingerprint=coalesce(excluded.fingerprint, allobrain_calls.fingerprint)",
+            (self.api, *_key_tuple(key), status, call_id, http_status, error, self.identity.run_id, fingerprint),
+            what=f"recording a row as {status}", durable=durable)
+
+    # --- the same recording under another key -----------------------------------------------------
+
+    @property
+    def ledger_id(self) -> str | None:
+        row = self._one("SELECT value FROM allobrain_meta WHERE key='ledger_id'", (), what="reading the ledger id",
+                        window=self.claim_window)
+        return row[0] if row else None
+
+    def uploaded_sizes(self) -> set[tuple[str, int]]:
+        rows = self._all("SELECT DISTINCT campaign_id, file_size FROM allobrain_calls WHERE api=%s AND status=%s",
+                         (self.api, UPLOADED), what="reading upload sizes")
+        return {(c, int(s)) for c, s in rows}
+
+    def uploads_of_size(self, campaign_id: str, file_size: int) -> list[Upload]:
+        rows = self._all(
+            f"SELECT agent_email, ts, file_name, call_id, fingerprint, {_ISO % 'updated_at'} FROM allobrain_calls"
+            " WHERE api=%s AND campaign_id=%s AND file_size=%s AND status=%s ORDER BY updated_at",
+            (self.api, campaign_id, file_size, UPLOADED), what="reading uploads of a size")
+        return [Upload(*row) for row in rows]
 
     def counts(self) -> dict[str, int]:
         return dict(self._all("SELECT status, count(*) FROM allobrain_calls WHERE api=%s GROUP BY status",
@@ -291,9 +288,3 @@ _CLAIM = (
 
 def _key_tuple(key: CallKey) -> tuple[str, str, int, str, int]:
     return (key.campaign_id, key.agent_email, key.timestamp, key.file_name, key.file_size)
-
-
-def _describe(exc: BaseException) -> str:
-    """libpq's message, one line, no control characters (it never contains the password)."""
-    text = " ".join(str(exc).split())
-    return clean_text(text, 300) or type(exc).__name__
