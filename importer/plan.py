@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .errors import ImportToolError
-from .ledger import SENDING, UNKNOWN, UPLOADED, CallKey, Entry, LedgerBackend, Upload
+from .ledger import UNKNOWN, UPLOADED, CallKey, Entry, LedgerBackend, Upload
 from .manifest import CallRow, ValidatedManifest, total_bytes, total_duration
 from .results import Outcome
 from .sources import SourceProblem, Sources
@@ -67,9 +67,8 @@ def make_plan(vm: ValidatedManifest, ledger: LedgerBackend | None, *, retry_unkn
             plan.already_uploaded += 1
             plan.file_word += 1
             continue
-        held = (entry is not None and entry.status in (UNKNOWN, SENDING)) or (
-            entry is None and call.prior_status == "unknown"
-        )
+        # `sending` is another live run's row in flight (a shared ledger): the claim decides, not the plan.
+        held = (entry is not None and entry.status == UNKNOWN) or (entry is None and call.prior_status == "unknown")
         if held and not retry_unknown:
             plan.settled[call.index] = Outcome("unknown", http_status=entry.http_status if entry else None,
                                                error=UNKNOWN_HINT)

@@ -266,11 +266,11 @@ class ImportRun:
         return Outcome("failed", error=result.message, **common)
 
     def _mark(self, key: CallKey, status: str, **details: str | int | None) -> None:
-        """An outcome the ledger cannot take stays in the results (the ledger's `sending` becomes `unknown`)."""
+        """An outcome the ledger cannot take now stays in the results, and the ledger is given it later."""
         try:
             self.ledger.mark(key, status, **details)  # type: ignore[arg-type]
         except LedgerUnavailable as exc:
-            log.error("%s: the outcome (%s) is in the results file only", exc, status)
+            log.error("%s: the outcome (%s) is in the results; the ledger gets it when it answers again", exc, status)
             self._halt(str(exc))
 
     def _agent_missing(self, result: Attempted) -> bool:

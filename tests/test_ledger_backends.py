@@ -130,6 +130,29 @@ def test_a_run_whose_lease_expires_leaves_its_sending_rows_unknown(pg_url):
     led.close()
 
 
+def test_a_claim_that_cannot_be_recorded_raises_and_is_given_back_once_the_database_answers(pg_url, pg_cluster):
+    from pgkit import CuttableProxy
+
+    from importer.ledger import LedgerUnavailable
+
+    proxy = CuttableProxy(pg_cluster.port)
+    led = pg_ledger(pg_url.replace(f":{pg_cluster.port}/", f":{proxy.port}/"), register=True, lease_seconds=8)
+    sent, cut = keys(2)
+    assert led.claim(sent) is None
+    proxy.cut()
+    with pytest.raises(LedgerUnavailable, match="did not answer \\(claiming a row\\)"):
+        led.claim(cut)  # the caller does not send it
+    with pytest.raises(LedgerUnavailable, match="recording a row as uploaded"):
+        led.mark(sent, UPLOADED, call_id="c-1")  # the request went: the outcome is kept for later
+    proxy.restore()
+    led.close()  # writes what it kept, gives back the claim it could not confirm, ends the run
+    with pg_ledger(pg_url) as again:
+        assert again.get(sent).status == UPLOADED and again.get(sent).call_id == "c-1"
+        assert again.get(cut) is None or again.get(cut).status == FAILED
+        assert again.runs() == []
+        assert again.claim(cut) is None  # free to send
+
+
 def _pgpassword() -> str:
     import os
 
@@ -204,8 +227,17 @@ def test_the_shared_rate_limit_spaces_every_runs_requests(pg_url):
     for t in threads:
         t.join()
     stamps.sort()
-    # 60 requests at 20/s over two runs: never more than 20 in any second (plus the slot on its edge).
-    assert max(sum(1 for s in stamps if t <= s < t + 1.0) for t in stamps) <= 21
+    # 60 requests at 20/s over two runs, as a server enforcing 20/s sees them (the sandbox's own token bucket:
+    # a second's worth of burst): none refused, and they took the three seconds that 60 at 20/s take.
+    from importer.sandbox.faults import TokenBucket
+
+    now = [stamps[0]]
+    bucket = TokenBucket(20.0, clock=lambda: now[0])
+    refused = 0
+    for stamp in stamps:
+        now[0] = stamp
+        refused += bucket.take() > 0
+    assert refused == 0
     assert stamps[-1] - stamps[0] >= 2.5
     for r in runs:
         r.close()

@@ -53,10 +53,11 @@ class PostgresLedger:
         self.where = display_url(url)
         self.identity = Identity.here()
         self.lease_seconds = lease_seconds
-        # A claim waits a little for the database (a restart takes seconds); a mark after a request waits
-        # for up to a lease, since losing it would make an uploaded row `unknown`.
+        # A statement waits a little for the database (a restart takes seconds), then the run stops. An
+        # outcome that could not be written is kept and written as soon as the database answers again (at
+        # the latest when the run ends, waiting up to a lease), since losing it would make the row `unknown`.
         self.claim_window = min(10.0, max(2.0, lease_seconds / 4))
-        self.mark_window = lease_seconds
+        self._unwritten: dict[CallKey, tuple[str, str | None, int | None, str | None, str | None]] = {}
         self._conns = Connections(url, self.where, connect_timeout=connect_timeout)
         self._done = 0
         self._lost_claims: set[CallKey] = set()  # claims whose answer never came: perhaps recorded, never sent
@@ -77,7 +78,7 @@ class PostgresLedger:
 
     def _one(self, sql: str, params: tuple[Any, ...], *, what: str, window: float | None = None,
              durable: bool = False) -> Any:
-        return self._conns.do(what, lambda c: c.execute(sql, params).fetchone(), window=window or self.mark_window,
+        return self._conns.do(what, lambda c: c.execute(sql, params).fetchone(), window=window or self.claim_window,
                               durable=durable)
 
     def _all(self, sql: str, params: tuple[Any, ...], *, what: str) -> list[Any]:
@@ -85,7 +86,7 @@ class PostgresLedger:
 
     def _exec(self, sql: str, params: tuple[Any, ...], *, what: str, window: float | None = None,
               durable: bool = False) -> int:
-        return self._conns.do(what, lambda c: c.execute(sql, params).rowcount, window=window or self.mark_window,
+        return self._conns.do(what, lambda c: c.execute(sql, params).rowcount, window=window or self.claim_window,
                               durable=durable)
 
     # --- runs -------------------------------------------------------------------------------------
@@ -103,6 +104,7 @@ class PostgresLedger:
         try:
             self._exec("UPDATE allobrain_runs SET heartbeat_at=now(), rows_done=%s, ended_at=NULL WHERE run_id=%s",
                        (self._done, self.identity.run_id), what="heartbeat", window=1.0)
+            self._write_unwritten(window=1.0)
             self._reap(window=1.0)
         except LedgerUnavailable as exc:
             log.warning("%s", exc)
@@ -142,6 +144,7 @@ class PostgresLedger:
             self._heartbeat.stop()
             self._heartbeat = None
             try:
+                self._write_unwritten(window=self.lease_seconds)
                 self._release_lost_claims()
                 self._exec("UPDATE allobrain_runs SET heartbeat_at=now(), rows_done=%s, ended_at=now()"
                            " WHERE run_id=%s", (self._done, self.identity.run_id), what="ending the run",
@@ -215,20 +218,23 @@ class PostgresLedger:
 
     def mark(self, key: CallKey, status: str, *, call_id: str | None = None, http_status: int | None = None,
              error: str | None = None, fingerprint: str | None = None) -> None:
-        self._put(key, status, call_id, http_status, error, fingerprint)
         self._done += 1
+        try:
+            self._put(key, status, call_id, http_status, error, fingerprint)
+        except LedgerUnavailable:
+            self._unwritten[key] = (status, call_id, http_status, error, fingerprint)
+            raise
+
+    def _write_unwritten(self, window: float) -> None:
+        for key, (status, *details) in list(self._unwritten.items()):
+            self._exec(*_put_statement(self.api, key, status, *details, self.identity.run_id),
+                       what=f"recording a row as {status}", window=window)
+            del self._unwritten[key]
 
     def _put(self, key: CallKey, status: str, call_id: str | None, http_status: int | None,
              error: str | None, fingerprint: str | None, *, durable: bool = False) -> None:
-        self._exec(
-            "INSERT INTO allobrain_calls (api, campaign_id, agent_email, ts, file_name, file_size, status, call_id,"
-            " http_status, error, run_id, fingerprint) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-            " ON CONFLICT (api, campaign_id, agent_email, ts, file_name, file_size) DO UPDATE SET"
-            " status=excluded.status, call_id=excluded.call_id, http_status=excluded.http_status,"
-            " error=excluded.error, run_id=excluded.run_id, updated_at=now(),"
-            " fingerprint=coalesce(excluded.fingerprint, allobrain_calls.fingerprint)",
-            (self.api, *_key_tuple(key), status, call_id, http_status, error, self.identity.run_id, fingerprint),
-            what=f"recording a row as {status}", durable=durable)
+        self._exec(*_put_statement(self.api, key, status, call_id, http_status, error, fingerprint,
+                                   self.identity.run_id), what=f"recording a row as {status}", durable=durable)
 
     # --- the same recording under another key -----------------------------------------------------
 
@@ -284,6 +290,19 @@ _CLAIM = (
     " OR (c.status='sending' AND c.run_id = excluded.run_id)"
     " RETURNING 1"
 )
+
+
+def _put_statement(api: str, key: CallKey, status: str, call_id: str | None, http_status: int | None,
+                   error: str | None, fingerprint: str | None, run_id: str) -> tuple[str, tuple[Any, ...]]:
+    return (
+        "INSERT INTO allobrain_calls (api, campaign_id, agent_email, ts, file_name, file_size, status, call_id,"
+        " http_status, error, run_id, fingerprint) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " ON CONFLICT (api, campaign_id, agent_email, ts, file_name, file_size) DO UPDATE SET"
+        " status=excluded.status, call_id=excluded.call_id, http_status=excluded.http_status,"
+        " error=excluded.error, run_id=excluded.run_id, updated_at=now(),"
+        " fingerprint=coalesce(excluded.fingerprint, allobrain_calls.fingerprint)",
+        (api, *_key_tuple(key), status, call_id, http_status, error, run_id, fingerprint),
+    )
 
 
 def _key_tuple(key: CallKey) -> tuple[str, str, int, str, int]:

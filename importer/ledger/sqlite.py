@@ -236,13 +236,21 @@ class Ledger:
             return cur.rowcount
 
     def get(self, key: CallKey) -> Entry | None:
+        """A row another run left `sending` reads as `unknown`: with one run at a time, that run is dead
+        (what recover() makes of it; a dry run, which does not recover, sees the same)."""
+        run = "run_id" if self._version >= 2 else "NULL"
         with self._mutex:
             row = self._db.execute(
-                "SELECT status, call_id, http_status, error FROM calls WHERE api=? AND campaign_id=? "
+                f"SELECT status, call_id, http_status, error, {run} FROM calls WHERE api=? AND campaign_id=? "
                 "AND agent_email=? AND ts=? AND file_name=? AND file_size=?",
                 (self.api, *_key_tuple(key)),
             ).fetchone()
-        return Entry(*row) if row else None
+        if row is None:
+            return None
+        status, call_id, http_status, error, run_id = row
+        if status == SENDING and run_id != self.identity.run_id:
+            status = UNKNOWN
+        return Entry(status, call_id, http_status, error)
 
     def get_many(self, keys: list[CallKey]) -> dict[CallKey, Entry]:
         """In-process lookups cost microseconds: one by one is as fast as anything cleverer."""
@@ -337,8 +345,9 @@ class Ledger:
         """Calls of this API uploaded at or after that time (by any run of this ledger): the daily quota."""
         with self._mutex:
             (n,) = self._db.execute(
-                "SELECT COUNT(*) FROM calls WHERE api=? AND status=? AND updated_at>=?",
-                (self.api, UPLOADED, iso_of(epoch_seconds)),
+                # 'uploaded' written out, so that SQLite uses the partial index calls_uploaded_at
+                "SELECT COUNT(*) FROM calls WHERE api=? AND status='uploaded' AND updated_at>=?",
+                (self.api, iso_of(epoch_seconds)),
             ).fetchone()
         return n
 

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS agents (
 
 _V2 = """
 ALTER TABLE calls ADD COLUMN run_id TEXT;
-CREATE INDEX IF NOT EXISTS calls_by_status_time ON calls (api, status, updated_at);
+CREATE INDEX IF NOT EXISTS calls_uploaded_at ON calls (api, updated_at) WHERE status = 'uploaded';
 CREATE INDEX IF NOT EXISTS calls_by_size ON calls (api, campaign_id, file_size, status);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
