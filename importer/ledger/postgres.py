@@ -262,8 +262,9 @@ class PostgresLedger:
 
     def count_uploaded_since(self, epoch_seconds: float) -> int:
         """Calls of this API uploaded at or after that time by any run on this ledger (the daily quota)."""
-        (n,) = self._one("SELECT count(*) FROM allobrain_calls WHERE api=%s AND status=%s"
-                         " AND updated_at >= to_timestamp(%s)", (self.api, UPLOADED, epoch_seconds),
+        # 'uploaded' written out, so that the planner can use the partial index allobrain_calls_uploaded
+        (n,) = self._one("SELECT count(*) FROM allobrain_calls WHERE api=%s AND status='uploaded'"
+                         " AND updated_at >= to_timestamp(%s)", (self.api, epoch_seconds),
                          what="counting uploads", window=self.claim_window)
         return int(n)
 
