@@ -4,6 +4,7 @@
     python benchmarks/bench_team_ledger.py rerun --rows 100000  # a rerun that skips every row, both backends
     python benchmarks/bench_team_ledger.py one-run              # 2,000 calls, 100 ms, 16 workers: PG vs SQLite
     python benchmarks/bench_team_ledger.py three-runs           # 3 runs of one manifest at once on one PG ledger
+    python benchmarks/bench_team_ledger.py three-reference      # the same work as 3 unrelated SQLite runs
     python benchmarks/bench_team_ledger.py shared-limit         # 3 runs, shared max_per_second 30, sandbox at 30/s
 
 PostgreSQL is a throwaway server started here as in the tests (tests/pgkit.py: initdb in a temporary folder,
@@ -155,26 +156,50 @@ def one_run(args: argparse.Namespace, pg: PgCluster, folder: Path) -> None:
           f"{med['postgres']:.1f} calls/s: PG = {med['postgres'] / med['sqlite']:.1%} of SQLite (target >= 95%)")
 
 
-def three_runs(args: argparse.Namespace, pg: PgCluster, folder: Path, *, limit: float = 0) -> None:
+def three_runs(args: argparse.Namespace, pg: PgCluster, folder: Path, *, limit: float = 0,
+               reference: bool = False) -> None:
+    """Three runs of one manifest on one PG ledger; with `reference`, three runs of three thirds of it, each
+    with its own SQLite ledger (no sharing at all): what this machine allows three clients."""
     calls = args.calls if not limit else args.limited_calls
     manifest = bk.generate_manifest(folder / f"three{calls}", calls, agents=20)
-    url = pg.create_database(f"three_{time.monotonic_ns()}")
+    url = None if reference else pg.create_database(f"three_{time.monotonic_ns()}")
+    manifests = [manifest] * 3
+    if reference:
+        header, *lines = manifest.read_text(encoding="utf-8").splitlines()
+        manifests = []
+        for i in range(3):
+            part = manifest.with_name(f"third{i}.csv")
+            part.write_text("\n".join([header, *lines[i::3]]) + "\n", encoding="utf-8")
+            manifests.append(part)
     with bk.SandboxProcess(folder / "srv3", latency_ms=100, rate_limit=limit) as sb:
         procs = []
         for i in range(3):
             cfg = team_config(folder, f"three-{i}-{time.monotonic_ns()}", url, workers=16, max_per_second=limit)
             procs.append(subprocess.Popen(
-                bk.cli("run", manifest, "--config", cfg, "--api-url", sb.url, "--quiet",
-                       "--summary-json", folder / f"three-{i}.json", "--results", folder / f"three-{i}.csv"),
+                bk.cli("run", manifests[i], "--config", cfg, "--api-url", sb.url, "--quiet",
+                       "--summary-json", folder / f"three-{i}.json", "--results", folder / f"three-{i}.csv",
+                       *(["-v", "--log-file", folder / f"three-{i}.log"] if args.details else [])),
                 env=pg_env(pg), cwd=bk.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         codes = [p.wait(1800) for p in procs]
     stats = sb.stats
     window = float(stats["calls_window_seconds"])  # type: ignore[arg-type]
     stored = int(stats["calls_stored"])  # type: ignore[arg-type]
-    mine = [json.loads((folder / f"three-{i}.json").read_text())["counts"].get("uploaded", 0) for i in range(3)]
+    summaries = [json.loads((folder / f"three-{i}.json").read_text()) for i in range(3)]
+    mine = [x["counts"].get("uploaded", 0) for x in summaries]
+    if args.details:
+        for x in summaries:
+            print("   ", {k: v for k, v in x["counts"].items() if v}, f"upload phase {x['upload_seconds']:.1f} s,"
+                  f" whole run {x['elapsed_seconds']:.1f} s")
+        print("    sandbox answers:", stats["by_status"])
+        for i, x in enumerate(summaries):
+            if not x["counts"].get("uploaded"):
+                lines = (folder / f"three-{i}.log").read_text().splitlines()
+                print(f"    run {i} log ({len(lines)} lines):", *lines[:12], *lines[-5:], sep="\n      ")
     rate = stored / window if window else 0.0
     target = 0.95 * limit if limit else 0.9 * 3 * 160
-    print(f"three runs of one {calls:,}-row manifest on one PG ledger, 16 workers each, 100 ms"
+    what = "three runs of a third each, own SQLite ledgers (reference)" if reference else \
+        f"three runs of one {calls:,}-row manifest on one PG ledger"
+    print(f"{what}, 16 workers each, 100 ms"
           f"{f', shared max_per_second {limit:g}, sandbox limited to {limit:g}/s' if limit else ''}: exit {codes}, "
           f"uploaded {mine} = {stored:,} calls stored in {window:.1f} s = {rate:.1f} calls/s aggregate "
           f"(target >= {target:.0f}: {'met' if rate >= target else 'NOT met'}); HTTP 429: {stats['http_429']}; "
@@ -183,12 +208,14 @@ def three_runs(args: argparse.Namespace, pg: PgCluster, folder: Path, *, limit: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cost", "rerun", "one-run", "three-runs", "shared-limit", "all"])
+    ap.add_argument("what", choices=["cost", "rerun", "one-run", "three-runs", "three-reference", "shared-limit",
+                                     "all"])
     ap.add_argument("--rows", type=int, default=20000)
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--limited-calls", type=int, default=600)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-fsync", dest="fsync", action="store_false")
+    ap.add_argument("--details", action="store_true", help="each run's counts and the sandbox's answers")
     args = ap.parse_args()
     bk.print_machine()
     bindir = server_bin()
@@ -202,6 +229,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-team-") as tmp:
             folder = Path(tmp)
             steps = {"cost": cost, "rerun": rerun, "one-run": one_run, "three-runs": three_runs,
+                     "three-reference": lambda a, p, f: three_runs(a, p, f, reference=True),
                      "shared-limit": lambda a, p, f: three_runs(a, p, f, limit=30.0)}
             for name, step in steps.items():
                 if args.what in (name, "all"):
