@@ -309,25 +309,14 @@ def _coerce(dotted: str, f: dataclasses.Field[Any], raw: Any, source: str) -> An
             raise ConfigError(f"{source}: '{dotted}' must be a number (got {raw!r})")
         return float(raw)
     if dotted == "ledger.url":
-        return _ledger_url(raw, source)
+        from .ledger import ledger_url_setting
+
+        return ledger_url_setting(raw, source)
     # strings, some optional (sheet)
     if raw is None and default is None:
         return None
     if not isinstance(raw, str) or not raw.strip():
         raise ConfigError(f"{source}: '{dotted}' must be non-empty text (got {raw!r})")
-    return raw.strip()
-
-
-def _ledger_url(raw: Any, source: str) -> str | None:
-    from .ledger import url_problem
-
-    if raw is None:
-        return None
-    if not isinstance(raw, str) or not raw.strip():
-        raise ConfigError(f"{source}: 'ledger.url' must be a postgresql:// URL or null (SQLite in state_dir)")
-    problem = url_problem(raw.strip())
-    if problem:  # the message never repeats the URL: it may hold the password it refuses
-        raise ConfigError(f"{source}: 'ledger.url' {problem}")
     return raw.strip()
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from . import runinfo
 from .config import Config, load_config
 from .errors import UsageError
-from .ledger import Ledger, default_state_dir
+from .ledger import LedgerBackend, ledger_exists, open_ledger, state_dir_of  # noqa: F401 - state_dir_of: for the page
 from .safety import canonical_api
 
 if TYPE_CHECKING:
@@ -39,10 +39,6 @@ def config_for(manifest: Path, config: Path | None = None) -> tuple[Config, str]
         return cfg, origin
     cfg = load_config(config, manifest=manifest)
     return cfg, cfg.source or "none (built-in defaults)"
-
-
-def state_dir_of(cfg: Config) -> Path:
-    return Path(cfg.state_dir).expanduser() if cfg.state_dir else default_state_dir()
 
 
 def check_api_key(key: str, name: str) -> str:
@@ -101,8 +97,8 @@ def dry_run_plan(vm: ValidatedManifest, cfg: Config, state_dir: Path, api_url: s
     from .plan import make_plan
 
     ledger = None
-    if api_url and (state_dir / Ledger.FILE_NAME).exists():
-        ledger = Ledger(state_dir, canonical_api(api_url), lock=False, read_only=True)
+    if api_url and ledger_exists(cfg, state_dir):  # a shared ledger (ledger.url) is read just the same
+        ledger = open_ledger(cfg, canonical_api(api_url), state_dir=state_dir, read_only=True)
     try:
         plan = make_plan(vm, ledger, retry_unknown=cfg.upload.retry_unknown, allow_same_recording=allow_same_recording)
         invited = ledger.invited() if ledger else set()
@@ -113,7 +109,7 @@ def dry_run_plan(vm: ValidatedManifest, cfg: Config, state_dir: Path, api_url: s
     return DryRun(plan, [e for e in plan.agents if e not in invited], pace)
 
 
-def pace_lines(plan: Plan, cfg: Config, ledger: Ledger | None) -> list[str]:
+def pace_lines(plan: Plan, cfg: Config, ledger: LedgerBackend | None) -> list[str]:
     """The plan's finish estimate under the workers, rate, bandwidth, quota and hours in force."""
     import time
     from zoneinfo import ZoneInfo

@@ -21,7 +21,7 @@ from .base import (
 )
 from .factory import ledger_exists, open_ledger, state_dir_of
 from .sqlite import Ledger
-from .url import display_url, url_problem
+from .url import display_url, ledger_url_setting, url_problem
 
 __all__ = [
     "FAILED",
@@ -39,6 +39,7 @@ __all__ = [
     "default_state_dir",
     "display_url",
     "ledger_exists",
+    "ledger_url_setting",
     "open_ledger",
     "state_dir_of",
     "url_problem",

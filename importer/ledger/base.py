@@ -154,10 +154,6 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def iso_of(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="seconds")
-
-
 def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text)
 

@@ -13,6 +13,7 @@ import functools
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,7 +33,6 @@ from .base import (
     Identity,
     RunRecord,
     Upload,
-    iso_of,
     now_iso,
 )
 from .sqlite_schema import CURRENT, NewerSchema, migrate, version_of
@@ -299,12 +299,15 @@ class Ledger:
                 self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
                 "INSERT INTO calls (api, campaign_id, agent_email, ts, file_name, file_size, status, call_id,"
-                " http_status, error, updated_at, run_id, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " http_status, error, updated_at, run_id, fingerprint, uploaded_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT DO UPDATE SET status=excluded.status, call_id=excluded.call_id,"
                 " http_status=excluded.http_status, error=excluded.error, updated_at=excluded.updated_at,"
-                " run_id=excluded.run_id, fingerprint=coalesce(excluded.fingerprint, calls.fingerprint)",
+                " run_id=excluded.run_id, fingerprint=coalesce(excluded.fingerprint, calls.fingerprint),"
+                " uploaded_at=excluded.uploaded_at",
+                # uploaded_at (Unix time) is set with the `uploaded` mark only: the daily quota counts it.
                 (self.api, *_key_tuple(key), status, call_id, http_status, error, now_iso(), self.identity.run_id,
-                 fingerprint),
+                 fingerprint, time.time() if status == UPLOADED else None),
             )
             if durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
@@ -342,14 +345,18 @@ class Ledger:
             return dict(rows.fetchall())
 
     def count_uploaded_since(self, epoch_seconds: float) -> int:
-        """Calls of this API uploaded at or after that time (by any run of this ledger): the daily quota."""
+        """Calls of this API marked uploaded at or after `epoch_seconds` (Unix time): the daily quota's count."""
+        # A read-only look (a dry run) at a ledger older than uploaded_at reads the update time instead.
+        when = "uploaded_at" if self._has_upload_times else "CAST(strftime('%s', updated_at) AS REAL)"
         with self._mutex:
-            (n,) = self._db.execute(
-                # 'uploaded' written out, so that SQLite uses the partial index calls_uploaded_at
-                "SELECT COUNT(*) FROM calls WHERE api=? AND status='uploaded' AND updated_at>=?",
-                (self.api, iso_of(epoch_seconds)),
-            ).fetchone()
-        return n
+            (n,) = self._db.execute(f"SELECT COUNT(*) FROM calls WHERE api=? AND status=? AND {when} >= ?",
+                                    (self.api, UPLOADED, epoch_seconds)).fetchone()
+        return int(n)
+
+    @functools.cached_property
+    def _has_upload_times(self) -> bool:
+        with self._mutex:
+            return "uploaded_at" in {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
 
     # --- agents -----------------------------------------------------------------------------------
 
@@ -371,7 +378,7 @@ class Ledger:
 _CLAIM = (
     "INSERT INTO calls (api, campaign_id, agent_email, ts, file_name, file_size, status, updated_at, run_id)"
     " VALUES (?,?,?,?,?,?,'sending',?,?)"
-    " ON CONFLICT DO UPDATE SET status='sending', call_id=NULL, http_status=NULL, error=NULL,"
+    " ON CONFLICT DO UPDATE SET status='sending', call_id=NULL, http_status=NULL, error=NULL, uploaded_at=NULL,"
     " updated_at=excluded.updated_at, run_id=excluded.run_id"
     f" WHERE calls.status='{FAILED}' OR (calls.status='{UNKNOWN}' AND ? AND calls.run_id IS NOT excluded.run_id)"
     " OR (calls.status='sending' AND calls.run_id IS excluded.run_id)"

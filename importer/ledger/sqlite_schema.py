@@ -3,8 +3,8 @@
 Version 1 is the ledger as the first releases wrote it (no version table; `calls` and `agents`; some also
 have the `fingerprint` column and `meta` table of the same-recording rule, added then without a version).
 Version 2 adds who claimed a row (`calls.run_id`), the `runs` table (`allobrain-import status`), an index for
-counting uploads since a time (the daily quota), and makes sure of the fingerprint column, the `meta` table
-and its index. A ledger of an earlier version is migrated in place when a
+counting uploads since a time (the daily quota), and makes sure of the fingerprint and uploaded_at columns,
+the `meta` table and the indexes. A ledger of an earlier version is migrated in place when a
 run opens it; nothing it knew is lost.
 """
 
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS agents (
 
 _V2 = """
 ALTER TABLE calls ADD COLUMN run_id TEXT;
-CREATE INDEX IF NOT EXISTS calls_uploaded_at ON calls (api, updated_at) WHERE status = 'uploaded';
+CREATE INDEX IF NOT EXISTS calls_uploaded_at ON calls (api, uploaded_at) WHERE uploaded_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS calls_by_size ON calls (api, campaign_id, file_size, status);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -79,6 +79,18 @@ def version_of(db: sqlite3.Connection) -> int:
     return 1 if "calls" in tables else 0
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Columns that ledgers of version 1 may or may not have: the fingerprint of the same-recording rule, and
+    uploaded_at (the Unix time of the `uploaded` mark, for the daily quota), filled from each uploaded row's
+    update time, which is when it was marked."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(calls)")}
+    if "fingerprint" not in have:
+        db.execute("ALTER TABLE calls ADD COLUMN fingerprint TEXT")
+    if "uploaded_at" not in have:
+        db.execute("ALTER TABLE calls ADD COLUMN uploaded_at REAL")
+        db.execute("UPDATE calls SET uploaded_at = CAST(strftime('%s', updated_at) AS REAL) WHERE status = 'uploaded'")
+
+
 def migrate(db: sqlite3.Connection) -> int:
     """Bring the ledger to CURRENT in one transaction (a crash mid-way leaves the old version whole)."""
     db.execute("BEGIN IMMEDIATE")
@@ -87,8 +99,8 @@ def migrate(db: sqlite3.Connection) -> int:
         if version > CURRENT:
             raise NewerSchema(version)
         for step in range(version + 1, CURRENT + 1):
-            if step == 2 and "fingerprint" not in {row[1] for row in db.execute("PRAGMA table_info(calls)")}:
-                db.execute("ALTER TABLE calls ADD COLUMN fingerprint TEXT")
+            if step == 2:
+                _add_missing_columns(db)
             for statement in STEPS[step].split(";"):
                 if statement.strip():
                     db.execute(statement)

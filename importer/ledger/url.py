@@ -7,7 +7,10 @@ other libpq variables, which psycopg reads as they are.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from ..errors import ConfigError
 
 SCHEMES = ("postgresql", "postgres")
 _SECRET_PARAMS = {"password", "sslpassword"}
@@ -41,3 +44,15 @@ def display_url(url: str) -> str:
     except ValueError:
         port = ""
     return f"{parts.scheme}://{user}{parts.hostname or ''}{port}{parts.path}"
+
+
+def ledger_url_setting(raw: Any, source: str) -> str | None:
+    """config.yaml's `ledger.url`, checked; the message never repeats the URL (it may hold the password)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(f"{source}: 'ledger.url' must be a postgresql:// URL or null (SQLite in state_dir)")
+    problem = url_problem(raw.strip())
+    if problem:
+        raise ConfigError(f"{source}: 'ledger.url' {problem}")
+    return raw.strip()
