@@ -24,7 +24,7 @@ from .manifest import CallRow, LoadedManifest, ValidatedManifest, manifest_bases
 from .paced import RunPacing
 from .plan import UNKNOWN_HINT, Plan, call_key, make_plan
 from .policy import Verdict, mentions_campaign
-from .results import Outcome, ResultsWriter, finished_now
+from .results import Outcome, ResultsFile, finished_now, writer_for
 from .run_state import NoProgress, Progress, RunSummary, StopSignal
 from .runinfo import RunInfo
 from .safety import canonical_api
@@ -36,7 +36,7 @@ __all__ = ["ImportRun", "NoProgress", "Progress", "RunSummary", "StopSignal", "r
 
 class ImportRun:
     def __init__(self, vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, ledger: Ledger,
-                 writer: ResultsWriter, retry_unknown: bool, stop: StopSignal | None = None,
+                 writer: ResultsFile, retry_unknown: bool, stop: StopSignal | None = None,
                  progress: Progress | None = None, allow_same_recording: bool = False) -> None:
         self.vm = vm
         self.allow_same_recording = allow_same_recording
@@ -330,12 +330,14 @@ def _log_crash(future: Future[None]) -> None:
 def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, state_dir: Path,
                results_path: Path, retry_unknown: bool, stop: StopSignal | None = None,
                progress: Progress | None = None,
-               on_writer: Callable[[ResultsWriter], None] | None = None,
-               sandbox: bool = False, allow_same_recording: bool = False) -> RunSummary:
+               on_writer: Callable[[ResultsFile], None] | None = None,
+               sandbox: bool = False, allow_same_recording: bool = False,
+               summary_sheet: Callable[[RunSummary], list[tuple[str, str]]] | None = None) -> RunSummary:
     """The library entry point: open the ledger and the results file, run, close both.
 
     Beside the results file, a run-info file records the API, the folder relative paths resolve against,
     and whether every row was written (see runinfo.py); it says `complete` only once the run has ended.
+    `summary_sheet` words the end of the run for an XLSX results file's Summary sheet (API, config, next).
     """
     # Before the ledger or the results file exist: a TLS or proxy failure ends the run here, in one line.
     network.preflight(api_url, ca_bundle=cfg.api.ca_bundle, timeout=cfg.upload.connect_timeout_seconds)
@@ -348,7 +350,8 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
                    settings=cfg.recorded())
     with Ledger(state_dir, api) as ledger:
         info = replace(info, ledger=ledger.ledger_id)
-        writer = ResultsWriter(results_path, loaded.headers, loaded.delimiter, rows, _row_numbers(loaded))
+        writer = writer_for(results_path, loaded.headers, loaded.delimiter, rows, _row_numbers(loaded), vm.problems)
+        summary: RunSummary | None = None
         try:
             runinfo.write(results_path, info)
             if on_writer:
@@ -358,7 +361,7 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
                             allow_same_recording=allow_same_recording)
             summary = run.execute()
         finally:
-            writer.close()
+            writer.close(summary_sheet(summary) if summary_sheet and summary else ())
             if writer.complete and writer.error is None:
                 runinfo.write(results_path, replace(info, complete=True))
     if writer.error is not None:

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from .files import manifest_bases
 from .load import load_manifest, required_fields
-from .model import CallRow, LoadedManifest, Problem, Severity, ValidatedManifest, total_bytes, total_duration
+from .model import (
+    CallRow,
+    LoadedManifest,
+    Problem,
+    Severity,
+    ValidatedManifest,
+    header_key,
+    total_bytes,
+    total_duration,
+)
 from .validate import validate_manifest
 
 __all__ = [
@@ -16,6 +25,7 @@ __all__ = [
     "Problem",
     "Severity",
     "ValidatedManifest",
+    "header_key",
     "load_manifest",
     "manifest_bases",
     "required_fields",
