@@ -5,6 +5,7 @@ delimiter detection a run uses), so what `init` reads is what `validate` will re
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -125,7 +126,11 @@ def _phone_columns(samples: dict[str, list[str]], prefer_fr: bool) -> tuple[list
     if not shaped:
         return [], "FR"
     best: tuple[int, str, list[str]] = (-1, "FR", [])
-    for region in REGIONS if not prefer_fr else ("FR", *REGIONS[1:]):
+    # Numbers written with their country code read the same under any region: their own country goes
+    # first, so +1 212... makes the region US rather than the first tried.
+    own = _countries([c for cells in shaped.values() for c in cells])
+    first = [own] if own else (["FR"] if prefer_fr else [])
+    for region in dict.fromkeys([*first, *REGIONS]):
         columns, valid = [], 0
         for header, cells in shaped.items():
             _, errors = normalize_phones(pd.Series(cells, dtype=object), region)
@@ -136,6 +141,25 @@ def _phone_columns(samples: dict[str, list[str]], prefer_fr: bool) -> tuple[list
         if valid > best[0]:
             best = (valid, region, columns)
     return best[2], best[1]
+
+
+def _countries(cells: list[str]) -> str | None:
+    """The most common country among the numbers written with +country (or 00country)."""
+    import phonenumbers
+
+    seen: Counter[str] = Counter()
+    for cell in cells:
+        text = cell.strip()
+        if text.startswith("00"):
+            text = "+" + text[2:]
+        if text.startswith("+"):
+            try:
+                region = phonenumbers.region_code_for_number(phonenumbers.parse(text, None))
+            except phonenumbers.NumberParseException:
+                continue
+            if region and region != "ZZ":
+                seen[region] += 1
+    return seen.most_common(1)[0][0] if seen else None
 
 
 def _dayfirst(cells: list[str]) -> tuple[bool, str]:
