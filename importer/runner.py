@@ -337,7 +337,6 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
 
     Beside the results file, a run-info file records the API, the folder relative paths resolve against,
     and whether every row was written (see runinfo.py); it says `complete` only once the run has ended.
-    `summary_sheet` words the end of the run for an XLSX results file's Summary sheet (API, config, next).
     """
     # Before the ledger or the results file exist: a TLS or proxy failure ends the run here, in one line.
     network.preflight(api_url, ca_bundle=cfg.api.ca_bundle, timeout=cfg.upload.connect_timeout_seconds)
