@@ -18,7 +18,8 @@ from .model import Guess
 
 HEADER_SEARCH_ROWS = 20  # a header below this many title rows is not looked for
 SAMPLE = 500  # cells looked at per column
-PHONE_SHARE = 0.8  # a column is a phone column when this share of its sampled cells are valid numbers
+PHONE_SHARE = 0.8  # a column is phone-shaped when this share of its sampled cells look like numbers...
+VALID_SHARE = 0.5  # ...and a phone column when this share are valid ones (validate then names the others)
 _PHONE_LIKE = re.compile(r"^\+?[0-9 ().\-/]{6,20}$")
 _DATE = re.compile(r"^\s*([0-9]{1,2})[/.\-]([0-9]{1,2})[/.\-]([0-9]{2,4})\b")
 _OFFSET = re.compile(r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
@@ -135,7 +136,7 @@ def _phone_columns(samples: dict[str, list[str]], prefer_fr: bool) -> tuple[list
         for header, cells in shaped.items():
             _, errors = normalize_phones(pd.Series(cells, dtype=object), region)
             good = int((errors == "").sum())
-            if good >= PHONE_SHARE * len(cells):
+            if good >= VALID_SHARE * len(cells):
                 columns.append(header)
                 valid += good
         if valid > best[0]:
