@@ -164,15 +164,16 @@ def test_a_hard_stop_leaves_a_journal_that_the_next_run_turns_into_its_workbook(
     assert r.code == 2 and "is incomplete" in r.err
 
 
-def test_ctrl_c_writes_the_workbook_with_the_rows_left_grey(tmp_path):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_writes_the_workbook_with_the_rows_left_grey(tmp_path, sig, code):
     with Sandbox(latency_ms=150, data_dir=tmp_path / "server") as sb:
         manifest, rows = write_manifest(tmp_path, n=30, agents=2)
         cfg = write_config(tmp_path, workers=2)
         results = tmp_path / "stopped.xlsx"
         child = spawn_run(manifest, cfg, sb.url, sb.api_key, results)
         assert wait_until(lambda: len(sb.calls()) >= 2, 30)
-        child.send_signal(signal.SIGINT)
-        assert child.wait(30) == 130
+        child.send_signal(sig)
+        assert child.wait(30) == code
     assert results.exists() and not journal_path(results).exists()
     ws = openpyxl.load_workbook(results)["Results"]
     statuses = {ws.cell(r, 8).value: fill(ws.cell(r, 8)) for r in range(2, 32)}
