@@ -62,8 +62,8 @@ THRESHOLD = 85  # 0-100; below it a header is not offered as a field (close spel
 
 def normalise(header: str) -> str:
     """'  Date d’appel ' -> 'date d appel'; 'N° client' -> 'n client'; 'agent_email' -> 'agent email'."""
-    text = unicodedata.normalize("NFKD", header).encode("ascii", "ignore").decode("ascii")
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.casefold()).split())
+    text = "".join(c for c in unicodedata.normalize("NFKD", header) if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.casefold()).split())  # ’ and ° are spaces, not gone
 
 
 def score(field: str, header: str) -> float:
