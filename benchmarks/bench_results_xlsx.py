@@ -39,7 +39,7 @@ def main() -> int:
             out = folder / f"results{suffix}"
             with bk.SandboxProcess(folder / f"srv-{suffix[1:]}") as sb:
                 r = bk.time_v(bk.cli("run", manifest, "--config", cfg, "--api-url", sb.url, "--quiet",
-                                     "--results", out))
+                                     "--results", out), timeout=3600)
             peaks[suffix] = r.max_rss_kb / 1024
             print(f"run --results {out.name:<13} exit {r.code}  {r.wall:7.1f} s wall  peak RSS "
                   f"{peaks[suffix]:6.0f} MiB  file {out.stat().st_size / 1e6:6.1f} MB")
