@@ -62,15 +62,16 @@ def _find_header(path: Path, sheet: str | None) -> tuple[RawTable, int]:
     """The table read with its real header: the first of the first rows that names most fields (title
     rows above it skipped). Returns the table and how many non-empty rows were skipped."""
     cfg = Config()
-    cfg = replace(cfg, manifest=replace(cfg.manifest, sheet=sheet))
-    table = read_table(path, cfg)
-    candidates = [table.headers] + [list(map(str, r)) for r in table.data.head(HEADER_SEARCH_ROWS).itertuples(index=False, name=None)]
+    table = read_table(path, replace(cfg, manifest=replace(cfg.manifest, sheet=sheet)))
+    top = table.data.head(HEADER_SEARCH_ROWS)
+    candidates = [table.headers] + [[str(c) for c in r] for r in top.itertuples(index=False, name=None)]
     scores = [len(match_headers(row)) for row in candidates]
     k = max(range(len(candidates)), key=lambda i: (scores[i], -i))
     if k == 0 or scores[k] <= scores[0]:
         return table, 0
-    row = int(table.lines[k - 1])
-    return read_table(path, replace(cfg, manifest=replace(cfg.manifest, header_row=row))), k
+    # The header is data row k-1: what the loader does with `manifest.header_row` set to its row number.
+    return replace(table, headers=candidates[k], data=table.data.iloc[k:], lines=table.lines[k:],
+                   header_row=int(table.lines[k - 1])), k
 
 
 def _guess_from(path: Path, table: RawTable, sheet: str | None, sheets: tuple[str, ...], titled: bool) -> Guess:
