@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from .choose import ResultsFile, default_suffix, results_format, writer_for
 from .report import check_report_path, write_problem_report
-from .writer import IMPORT_COLUMNS, STATUSES, Outcome, ResultsWriter, default_results_path, finished_now
+from .writer import (
+    IMPORT_COLUMNS,
+    STATUSES,
+    Outcome,
+    ResultsWriter,
+    check_results_path,
+    default_results_path,
+    finished_now,
+)
 from .xlsx import JOURNAL_SUFFIX, XlsxResultsWriter, journal_path, recover_journals
 
 __all__ = [
@@ -21,6 +29,7 @@ __all__ = [
     "ResultsWriter",
     "XlsxResultsWriter",
     "check_report_path",
+    "check_results_path",
     "default_results_path",
     "default_suffix",
     "finished_now",

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from ..errors import UsageError
 from ..manifest import Problem
-from .writer import Outcome, ResultsWriter
+from .writer import Outcome, ResultsWriter, check_results_path
 from .xlsx import XlsxResultsWriter
 
 Format = Literal["csv", "xlsx"]
@@ -38,7 +38,8 @@ def results_format(path: Path, flag: str = "--results") -> Format:
     """`csv` or `xlsx` from the extension; anything else is refused, naming the flag."""
     found = _FORMATS.get(Path(path).suffix.lower())
     if found is None:
-        raise UsageError(f"{flag}: {Path(path).name} must end in .csv or .xlsx (the results file's format)")
+        check_results_path(Path(path), flag)  # says why, in the words `run` uses
+        raise UsageError(f"{flag} {path}: results are written as .csv or .xlsx files")
     return found
 
 
