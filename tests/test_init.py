@@ -153,7 +153,7 @@ def test_the_xlsx_title_rows_are_found_and_written_as_header_row(tmp_path):
     guess = guess_config(manifest)
     assert (guess.sheet, guess.header_row, guess.title_rows) == ("Appels", 3, True)
     text = guess.yaml_text()
-    assert '  sheet: "Appels"' in text and "  header_row: 3  # the rows above it are titles" in text
+    assert '  sheet: Appels' in text and "  header_row: 3  # the rows above it are titles" in text
 
 
 def test_init_never_overwrites_without_force(tmp_path):

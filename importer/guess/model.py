@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import yaml
+
 REQUIRED = ("file_path", "agent_email", "conversation_timestamp", "campaign_id")
 FIELDS = ("file_path", "agent_email", "agent_name", "agent_first_name", "agent_last_name",
           "conversation_timestamp", "campaign_id")
+_PLAIN = re.compile(r"\w[\w .\-/]*\w|\w")  # letters, digits, inner spaces, dots, dashes, slashes
 _ABSENT = {
     "file_path": "no column looks like the recording's file; set columns.file_path",
     "agent_email": "no column looks like the agent's email; set columns.agent_email",
@@ -110,7 +114,10 @@ class Guess:
 
 
 def _quote(value: str) -> str:
-    """A YAML scalar that reads back as exactly `value` (a JSON string is valid YAML)."""
+    """A YAML scalar that reads back as exactly `value`: plain when it safely can be (`Email agent`), else
+    a JSON string, which is valid YAML (`"Date d'appel"`, `";"`, `"true"`)."""
+    if _PLAIN.fullmatch(value) and yaml.safe_load(value) == value:
+        return value
     return json.dumps(value, ensure_ascii=False)
 
 
