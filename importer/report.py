@@ -143,6 +143,26 @@ def next_steps(s: RunSummary, rerun: str) -> list[str]:
     return lines
 
 
+def summary_sheet(s: RunSummary, rerun: str, api: str, config: str | None) -> list[tuple[str, str]]:
+    """The XLSX results' Summary sheet beyond the counts (which the writer adds): where the rows went, with
+    which settings, how it ended and what to do next, as (label, value) pairs."""
+    pairs = [("API", api), ("config", config or "built-in defaults (no config.yaml)")]
+    if s.auth_error:
+        pairs.append(("stopped", f"the API refused the key ({s.auth_error}); check the key, then rerun"))
+    elif s.halted:
+        pairs.append(("stopped", s.halted))
+    elif s.interrupted:
+        pairs.append(("stopped", "interrupted: rows not sent are marked not_attempted"))
+    uploaded = s.counts.get("uploaded", 0)
+    if uploaded and s.upload_seconds > 0:
+        pairs.append(("throughput", f"{uploaded / s.upload_seconds:.1f} calls/s, "
+                                    f"{s.uploaded_bytes / s.upload_seconds / 1e6:.2f} MB/s"))
+    if s.agents_needed:
+        pairs.append(("agents", f"{s.agents_invited} invited, {s.agents_known} already known, "
+                                f"{len(s.agents_failed)} failed"))
+    return pairs + [("next", line.removeprefix("next: ")) for line in next_steps(s, rerun)]
+
+
 def summary_dict(s: RunSummary) -> dict[str, Any]:
     """--summary-json: stable keys for scripts and schedulers."""
     return {

@@ -25,7 +25,7 @@ from .manifest import CallRow, LoadedManifest, ValidatedManifest, manifest_bases
 from .paced import RunPacing
 from .plan import UNKNOWN_HINT, Plan, call_key, make_plan
 from .policy import Verdict, mentions_campaign
-from .results import Outcome, ResultsWriter, finished_now
+from .results import Outcome, ResultsFile, finished_now, writer_for
 from .run_state import NoProgress, Progress, RunSummary, StopSignal
 from .runinfo import RunInfo
 from .safety import canonical_api
@@ -37,7 +37,7 @@ __all__ = ["ImportRun", "NoProgress", "Progress", "RunSummary", "StopSignal", "r
 
 class ImportRun:
     def __init__(self, vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, ledger: LedgerBackend,
-                 writer: ResultsWriter, retry_unknown: bool, stop: StopSignal | None = None,
+                 writer: ResultsFile, retry_unknown: bool, stop: StopSignal | None = None,
                  progress: Progress | None = None, allow_same_recording: bool = False) -> None:
         self.vm = vm
         self.allow_same_recording = allow_same_recording
@@ -355,8 +355,9 @@ def _log_crash(future: Future[None]) -> None:
 def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str, state_dir: Path,
                results_path: Path, retry_unknown: bool, stop: StopSignal | None = None,
                progress: Progress | None = None,
-               on_writer: Callable[[ResultsWriter], None] | None = None,
-               sandbox: bool = False, allow_same_recording: bool = False) -> RunSummary:
+               on_writer: Callable[[ResultsFile], None] | None = None,
+               sandbox: bool = False, allow_same_recording: bool = False,
+               summary_sheet: Callable[[RunSummary], list[tuple[str, str]]] | None = None) -> RunSummary:
     """The library entry point: open the ledger and the results file, run, close both.
 
     Beside the results file, a run-info file records the API, the folder relative paths resolve against,
@@ -373,7 +374,8 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
                    settings=cfg.recorded())
     with open_ledger(cfg, api, state_dir=state_dir, manifest=info.manifest) as ledger:
         info = replace(info, ledger=ledger.ledger_id)
-        writer = ResultsWriter(results_path, loaded.headers, loaded.delimiter, rows, _row_numbers(loaded))
+        writer = writer_for(results_path, loaded.headers, loaded.delimiter, rows, _row_numbers(loaded), vm.problems)
+        summary: RunSummary | None = None
         try:
             runinfo.write(results_path, info)
             if on_writer:
@@ -383,7 +385,7 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
                             allow_same_recording=allow_same_recording)
             summary = run.execute()
         finally:
-            writer.close()
+            writer.close(summary_sheet(summary) if summary_sheet and summary else ())
             if writer.complete and writer.error is None:
                 runinfo.write(results_path, replace(info, complete=True))
     if writer.error is not None:

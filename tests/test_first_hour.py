@@ -356,10 +356,10 @@ def test_results_refuses_other_files_and_other_formats(sandbox, env_key, tmp_pat
     cfg = write_config(tmp_path)
     recording = tmp_path / "audio" / "call0000.wav"
     before = recording.read_bytes()
-    for target, message in ((recording, "results are written as .csv files"),
-                            (cfg, "results are written as .csv files"),
-                            (tmp_path / "out.xlsx", "results are written as .csv files"),
-                            (tmp_path / "audio", "results are written as .csv files")):
+    for target, message in ((recording, "results are written as .csv or .xlsx files"),
+                            (cfg, "results are written as .csv or .xlsx files"),
+                            (tmp_path / "out.ods", "results are written as .csv or .xlsx files"),
+                            (tmp_path / "audio", "results are written as .csv or .xlsx files")):
         r = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", target)
         assert r.code == 2 and message in r.err, r.err
     theirs = tmp_path / "theirs.csv"
@@ -372,6 +372,21 @@ def test_results_refuses_other_files_and_other_formats(sandbox, env_key, tmp_pat
     assert run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", ours).code == 0
     again = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", ours)
     assert again.code == 0 and statuses(ours) == ["already_uploaded"]  # a results file of ours: replaced
+    # The same rules for workbooks: someone's spreadsheet is refused, an XLSX results file of ours replaced.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.append(["name", "amount"])
+    wb.save(tmp_path / "theirs.xlsx")
+    r = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results",
+                tmp_path / "theirs.xlsx")
+    assert r.code == 2 and "exists and is not a results file written by this tool" in r.err
+    ours_xlsx = tmp_path / "ours.xlsx"
+    for _ in range(2):
+        r = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--results", ours_xlsx)
+        assert r.code == 0, r.err
+    header, first = openpyxl.load_workbook(ours_xlsx)["Results"].iter_rows(max_row=2, values_only=True)
+    assert dict(zip(header, first, strict=True))["import_status"] == "already_uploaded"
 
 
 # --- 17. paths from another machine, broken links, what is not audio ----------------------------------

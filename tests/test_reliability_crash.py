@@ -293,8 +293,10 @@ def test_an_unwritable_results_path_is_exit_2_before_anything_is_sent(sandbox, t
     folder.mkdir()
     full = tmp_path / "full.csv"
     full.symlink_to("/dev/full")
-    for results, message in ((tmp_path, "results are written as .csv files"), (folder, "is not a file"),
-                             (full, "is not a file")):
+    xlsx_folder = tmp_path / "looks-like.xlsx"
+    xlsx_folder.mkdir()
+    for results, message in ((tmp_path, "results are written as .csv or .xlsx files"), (folder, "is not a file"),
+                             (xlsx_folder, "is not a file"), (full, "is not a file")):
         r = rerun(sandbox, manifest, cfg, results)
         assert r.code == 2, r.out + r.err
         assert f"--results {results}" in r.err and message in r.err

@@ -184,8 +184,11 @@ def test_a_broken_manifest_uploaded_mapped_shown_run_and_rerun(browser, tmp_path
         _click(driver, "form[action='/choose/upload'] button[type=submit]")
         assert (work / "upload-me.csv").read_bytes() == source.read_bytes()  # saved beside the recordings
 
-        # Columns: French headers; save without choosing the required ones is refused by name.
+        # Columns: French headers, guessed by `init`'s matcher; save without the required ones is refused by name.
         assert driver.find_element(By.TAG_NAME, "h1").text == "Columns"
+        assert Select(driver.find_element(By.ID, "col_file_path")).first_selected_option.text == "Fichier"
+        for field in ("file_path", "agent_email", "conversation_timestamp"):
+            Select(driver.find_element(By.ID, f"col_{field}")).select_by_value("")
         _click(driver, "form[action='/columns'] button[type=submit]")
         errors = _text(driver, ".flash.error")
         assert "Choose the column for “Recording” (required)" in errors

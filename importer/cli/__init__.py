@@ -1,6 +1,7 @@
 """The command line: the only package that prints or exits. One module a command, each with its parser.
 
-    allobrain-import validate MANIFEST
+    allobrain-import init MANIFEST
+    allobrain-import validate MANIFEST [--report PATH.xlsx]
     allobrain-import run MANIFEST [--dry-run] [--sandbox] ...
     allobrain-import sandbox [--port 8000] ...
     allobrain-import ui [--port 8421] [--folder DIR] ...
@@ -16,12 +17,12 @@ import traceback
 
 from .. import __version__
 from ..errors import ImportToolError
-from . import results_cmd, run, sandbox, status, ui, validate
+from . import init, results_cmd, run, sandbox, status, ui, validate
 from .common import err
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (validate, run, sandbox, status, results_cmd, ui)
+COMMANDS = (init, validate, run, sandbox, status, results_cmd, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..config import DEFAULT_BASE_URL
 from ..errors import UsageError
-from ..results import check_results_path, default_results_path
+from ..results import check_results_path, default_results_path, default_suffix, recover_journals
 from ..safety import check_base_url
 from .common import (
     api_key_from_env,
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="config file (default: the config.yaml beside the manifest, else ./config.yaml, else "
                         "built-in defaults; a results file reuses the settings its run recorded)")
     r.add_argument("--results", type=Path, metavar="PATH",
-                   help="results file, .csv (default: results/<manifest>-<time>.csv beside the manifest)")
+                   help="results file, .csv or .xlsx (default: results/<manifest>-<time>.csv beside the manifest; .xlsx for an XLSX manifest)")
     r.add_argument("--api-url", metavar="URL", help=f"API base URL (api.base_url; default {DEFAULT_BASE_URL})")
     r.add_argument("--campaign-id", metavar="ID",
                    help="campaign for rows without a campaign_id cell (campaign_id; default none)")
@@ -140,12 +140,16 @@ def _run_in_sandbox(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace
 def _run(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace, *, api_url: str, api_key: str,
          state_dir: Path) -> int:
     from ..progress import TqdmProgress
+    from ..report import summary_sheet
     from ..runner import StopSignal, run_import
 
     setup_logging(args, api_key)
     if args.summary_json:
         check_writable(args.summary_json, "--summary-json")
-    results_path = (args.results or default_results_path(vm.loaded.path, vm.loaded.is_results)).absolute()
+    results_path = (args.results or default_results_path(vm.loaded.path, vm.loaded.is_results,
+                                                         suffix=default_suffix(vm.loaded.path))).absolute()
+    for recovered, rows in recover_journals(results_path.parent):
+        err(f"note: recovered {recovered} ({rows} rows) from the journal of a run that stopped abruptly")
     if cfg.ledger.url:  # several runs may share it: say which
         out(ledger_label(cfg))
     stop = StopSignal()
@@ -156,7 +160,9 @@ def _run(vm: ValidatedManifest, cfg: Config, args: argparse.Namespace, *, api_ur
             summary = run_import(vm, cfg, api_url=api_url, api_key=api_key, state_dir=state_dir,
                                  results_path=results_path, retry_unknown=cfg.upload.retry_unknown, stop=stop,
                                  on_writer=lambda w: out(f"results: {w.path}"), sandbox=args.sandbox,
-                                 progress=progress, allow_same_recording=args.allow_same_recording)
+                                 progress=progress, allow_same_recording=args.allow_same_recording,
+                                 summary_sheet=lambda s: summary_sheet(s, rerun_of(s.results_path, cfg, args),
+                                                                       api_url, cfg.source))
     finally:
         progress.close()
         restore()

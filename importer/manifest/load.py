@@ -23,6 +23,7 @@ from ..config import Config
 from ..errors import ManifestError
 from .header import find_header
 from .model import LoadedManifest, Problem, header_key
+from .names import match_headers
 from .read_csv import RawTable, read_csv_table
 from .read_xlsx import read_xlsx_table
 from .sheet_checks import sheet_problems
@@ -64,9 +65,15 @@ def load_manifest(path: Path, cfg: Config, *, check_required: bool = True) -> Lo
         raise ManifestError(f"manifest not found: {path}")
     if not path.is_file():
         raise ManifestError(f"manifest is not a file: {path}")
+    return _finish(path, read_table(path, cfg), cfg, check_required)
+
+
+def read_table(path: Path, cfg: Config) -> RawTable:
+    """The sheet as read (encoding, delimiter, every cell text; the first non-empty row as the header, before
+    `manifest.header_row` is applied), before any column check: what `init` guesses a config from."""
     suffix = path.suffix.lower()
     if suffix in XLSX_SUFFIXES:
-        return _finish(path, read_xlsx_table(path, cfg.manifest.sheet), cfg, check_required)
+        return read_xlsx_table(path, cfg.manifest.sheet)
     if suffix == ".xls":
         raise ManifestError(
             f"{path.name}: the old Excel .xls format is not supported; save it as .xlsx or CSV"
@@ -75,8 +82,7 @@ def load_manifest(path: Path, cfg: Config, *, check_required: bool = True) -> Lo
         raise ManifestError(
             f"{path.name}: OpenDocument spreadsheets are not supported; save it as .xlsx or CSV"
         )
-    table = read_csv_table(path, cfg.manifest.encoding, cfg.manifest.delimiter)
-    return _finish(path, table, cfg, check_required)
+    return read_csv_table(path, cfg.manifest.encoding, cfg.manifest.delimiter)
 
 
 # --- common --------------------------------------------------------------------------------------
@@ -270,5 +276,19 @@ def _check_required(where: str, headers: list[str], cfg: Config) -> None:
     raise ManifestError(
         f"{where}: missing required column(s): {', '.join(parts)}. Headers found: {found}. "
         "Rename the column in the file, or map it in config.yaml under columns: (e.g. columns.file_path: "
-        f"<your header>).{hint}"
+        f"<your header>).{hint}" + "".join(f"\n  {line}" for line in _closest_lines(missing, headers, cfg))
     )
+
+
+def _closest_lines(missing: list[str], headers: list[str], cfg: Config) -> list[str]:
+    """For each missing field whose column is there under another name: the config line that maps it."""
+    taken = {header_key(field_header(cfg, f)) for f in REQUIRED_FIELDS if f not in missing}
+    free = [h for h in headers if header_key(h) not in taken]
+    guessed = match_headers(free)
+    lines = []
+    for f in missing:
+        if f in guessed:
+            header = guessed[f][0].strip()
+            lines.append(f"no column for {f}; closest: {header!r} -> set columns.{f}: {header!r} "
+                         "(or run allobrain-import init)")
+    return lines

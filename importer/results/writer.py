@@ -1,4 +1,5 @@
-"""The results CSV: one line per manifest row, in manifest order, written as rows finish.
+"""The results CSV: one line per manifest row, in manifest order, written as rows finish. (The XLSX writer
+journals its rows through this one, so both formats share the ordering below.)
 
 Rows can finish out of order (several workers); a small reorder buffer holds the ones that finished early
 until every earlier row is known, so the file is always a complete, ordered prefix of the manifest and
@@ -11,15 +12,15 @@ import contextlib
 import csv
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from .errors import UsageError
-from .safety import clean_text, neutralize_cell
-from .statuses import STATUSES
+from ..errors import UsageError
+from ..safety import clean_text, neutralize_cell
+from ..statuses import STATUSES
 
 IMPORT_COLUMNS = (
     "import_row",
@@ -59,22 +60,23 @@ def finished_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def default_results_path(manifest: Path, is_results: bool, now: datetime | None = None) -> Path:
-    """results/<stem>-<YYYYmmdd-HHMMSS>.csv beside the manifest; beside a results CSV that is rerun (its old
-    time stamp replaced, so reruns do not grow the name)."""
+def default_results_path(manifest: Path, is_results: bool, now: datetime | None = None,
+                         suffix: str = ".csv") -> Path:
+    """results/<stem>-<YYYYmmdd-HHMMSS><suffix> beside the manifest; beside a results file that is rerun (its
+    old time stamp replaced, so reruns do not grow the name)."""
     now = now or datetime.now()
     stem = _STAMP.sub("", manifest.stem) if is_results else manifest.stem
     folder = manifest.parent if is_results else manifest.parent / "results"
     stamp = now.strftime("%Y%m%d-%H%M%S")
-    path = folder / f"{stem}-{stamp}.csv"
+    path = folder / f"{stem}-{stamp}{suffix}"
     n = 2
     while path.exists():
-        path = folder / f"{stem}-{stamp}-{n}.csv"
+        path = folder / f"{stem}-{stamp}-{n}{suffix}"
         n += 1
     return path
 
 
-RESULTS_SUFFIXES = (".csv",)  # what this tool can write
+RESULTS_SUFFIXES = (".csv", ".xlsx")  # what this tool can write
 
 
 def check_results_path(path: Path, flag: str = "--results") -> None:
@@ -93,6 +95,8 @@ def check_results_path(path: Path, flag: str = "--results") -> None:
 
 
 def _is_results_file(path: Path) -> bool:
+    if path.suffix.lower() == ".xlsx":
+        return all(column in _workbook_header(path) for column in IMPORT_COLUMNS)
     try:
         with open(path, "rb") as fh:
             head = fh.read(64 * 1024)
@@ -100,6 +104,21 @@ def _is_results_file(path: Path) -> bool:
         return False
     first = head.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").lower()
     return all(column in first for column in IMPORT_COLUMNS)
+
+
+def _workbook_header(path: Path) -> str:
+    """The first sheet's first row, lowercased ("" when the file is not a readable workbook)."""
+    try:
+        import openpyxl
+
+        wb = openpyxl.load_workbook(path, read_only=True)
+        try:
+            row = next(wb.worksheets[0].iter_rows(max_row=1, values_only=True), ())
+        finally:
+            wb.close()
+    except Exception:  # not a workbook, damaged: not ours either way
+        return ""
+    return ",".join(str(c).lower() for c in row if c is not None)
 
 
 class ResultsWriter:
@@ -158,7 +177,9 @@ class ResultsWriter:
                 self.error = exc.strerror or str(exc)
             self.written = self._next
 
-    def close(self) -> None:
+    def close(self, summary: Sequence[tuple[str, str]] = ()) -> None:
+        """Flush and close. `summary` (label, value pairs) is for the XLSX writer's Summary sheet; a CSV has
+        no room for it (the terminal and --summary-json carry it)."""
         with self._lock:
             try:
                 self._fh.flush()
