@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import make_wav
 from runkit import CAMPAIGN, REPO, read_results
 from uikit import chrome, need_browser, quit_chrome, shot, start_ui, wait_for_file
@@ -202,6 +203,11 @@ def test_a_broken_manifest_uploaded_mapped_shown_run_and_rerun(browser, tmp_path
         _click(driver, "form[action='/columns'] button[type=submit]")
         saved = (work / "config.yaml").read_text(encoding="utf-8")
         assert "agent_email: Email agent" in saved and "conversation_timestamp: Date appel" in saved
+        # The file saved holds exactly the mapping chosen on the page (init's guessed config around it).
+        assert yaml.safe_load(saved)["columns"] == {
+            "file_path": "Fichier", "agent_email": "Email agent", "agent_name": "Nom",
+            "conversation_timestamp": "Date appel", "campaign_id": "Campagne"}
+        assert saved.startswith("# config.yaml guessed by `allobrain-import init` from upload-me.csv")
 
         # Problems: the counts, and the very cells that are wrong, highlighted with their problem.
         assert _text(driver, "#count-rows") == "4"
@@ -223,6 +229,7 @@ def test_a_broken_manifest_uploaded_mapped_shown_run_and_rerun(browser, tmp_path
         # Valid cells are not marked.
         assert all("ana@example.com" not in c.text for c in table.find_elements(By.CSS_SELECTOR, "td.cell-error"))
         shot(driver, "broken-3-problems")
+        _check_annotated_workbook(driver, downloads)
         _click(driver, "#to-plan")
 
         assert _text(driver, "#plan-calls") == "2" and _text(driver, "#plan-invalid").startswith("2")
@@ -254,6 +261,87 @@ def test_a_broken_manifest_uploaded_mapped_shown_run_and_rerun(browser, tmp_path
         shot(driver, "broken-7-rerun-plan")
     finally:
         assert ui.stop() == 0, ui.err
+
+
+def _check_annotated_workbook(driver, downloads: Path) -> None:  # noqa: ANN001
+    """The problems step's download, opened as Excel would: the wrong cells red (the warning yellow) with the
+    problem as their comment, valid cells plain, and a Problems sheet listing each one."""
+    from openpyxl import load_workbook
+    from selenium.webdriver.common.by import By
+
+    link = driver.find_element(By.ID, "workbook")
+    assert link.text == "Download the annotated workbook"
+    link.click()
+    got = wait_for_file(downloads, ".xlsx")
+    assert got.name == "upload-me-problems.xlsx"
+    wb = load_workbook(got)
+    first = wb.worksheets[0]
+    header = [c.value for c in first[1]]
+    assert header == ["Fichier", "Email agent", "Nom", "Date appel", "Campagne", "import_problems"]
+
+    def cell(row: int, column: str):  # noqa: ANN202
+        return first.cell(row=row, column=header.index(column) + 1)
+
+    def fill(c) -> str:  # noqa: ANN001
+        return c.fill.fgColor.rgb[-6:] if c.fill.fill_type == "solid" else "none"
+
+    red, yellow = "FFC7CE", "FFFF99"  # Excel's "Bad" red; a warning's yellow
+    bad = {(3, "Email agent"): "not a valid email address", (4, "Fichier"): "file not found",
+           (4, "Date appel"): "in the future"}
+    for (row, column), words in bad.items():
+        c = cell(row, column)
+        assert fill(c) == red, (row, column, fill(c))
+        assert c.comment is not None and words in c.comment.text, (row, column)
+    warned = cell(5, "Fichier")
+    assert warned.value == "audio/c3.wav" and fill(warned) == yellow
+    assert "audio is only 0.50 s long" in warned.comment.text
+    for row in (2, 5):  # the valid rows' other cells: no colour, no comment
+        for column in ("Email agent", "Nom", "Date appel", "Campagne"):
+            assert fill(cell(row, column)) == "none" and cell(row, column).comment is None, (row, column)
+    assert "not a valid email address" in cell(3, "import_problems").value
+    assert wb.sheetnames == ["Manifest", "Problems"]
+    listed = [[c.value for c in r] for r in wb["Problems"].iter_rows(min_row=2)]
+    assert sorted((r[0], r[1], r[2]) for r in listed) == [
+        (3, "Email agent", "error"), (4, "Date appel", "error"), (4, "Fichier", "error"),
+        (5, "Fichier", "warning")]
+
+
+def test_xlsx_results_of_the_shipped_example(browser, tmp_path):
+    """Excel chosen on the plan step: the results step offers the workbook, and it is a results file."""
+    from openpyxl import load_workbook
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver, downloads = browser
+    folder = _shipped_examples(tmp_path)
+    ui = start_ui(folder, cwd=tmp_path)
+    try:
+        driver.get(ui.url)
+        _click(driver, "button[value='example.csv']")
+        driver.get(ui.base + "/plan")
+        choice = Select(driver.find_element(By.ID, "format"))
+        assert choice.first_selected_option.text == "CSV"  # a CSV manifest: CSV results unless chosen
+        choice.select_by_visible_text("Excel (.xlsx)")
+        _click(driver, "#start")
+        _wait_finished(driver)
+        assert _text(driver, "#c-uploaded") == "12"
+        _click(driver, "#to-results a")
+        on_disk = Path(_text(driver, "#results-path"))
+        assert on_disk.suffix == ".xlsx" and on_disk.parent == folder / "results"
+        assert _text(driver, "#n-uploaded") == "12"
+        labels = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "p.buttons a.button")]
+        assert labels == ["Download Excel (.xlsx)"]  # the format written, and only it
+        shot(driver, "xlsx-results")
+        driver.find_element(By.LINK_TEXT, "Download Excel (.xlsx)").click()
+        got = wait_for_file(downloads, ".xlsx")
+        assert got.read_bytes() == on_disk.read_bytes()
+        rows = list(load_workbook(got, read_only=True).worksheets[0].iter_rows(values_only=True))
+        status = rows[0].index("import_status")
+        assert [r[status] for r in rows[1:]] == ["uploaded"] * 12
+        assert [r[rows[0].index("file_path")] for r in rows[1:3]] == ["audio/call-001.wav", "audio/call-002.wav"]
+    finally:
+        assert ui.stop() == 0, ui.err
+    assert ui.err == ""
 
 
 def test_stop_acts_as_ctrl_c_and_the_rerun_sends_the_rest(browser, tmp_path):

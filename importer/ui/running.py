@@ -17,7 +17,7 @@ from .. import prepare
 from ..errors import ManifestError
 from ..manifest import load_manifest
 from ..results import STATUSES, default_results_path
-from . import roundtrip, tables
+from . import tables
 from .jobs import Job
 from .steps import chosen_manifest, needs_manifest
 
@@ -46,9 +46,8 @@ def start(page: Page) -> Response:
         retry_unknown = form.get("retry_unknown") == "on" or cfg.upload.retry_unknown
         # As `run` does: validated again (the files may have changed since the plan), without durations.
         vm = prepare.load_validated(manifest, cfg, api=None if dest.sandbox else dest.api_url, check_trust=True).vm
-        results_path = default_results_path(vm.loaded.path, vm.loaded.is_results).absolute()
-        if form.get("format") == "xlsx" and roundtrip.xlsx_results_available():
-            results_path = results_path.with_suffix(".xlsx")
+        suffix = ".xlsx" if form.get("format") == "xlsx" else ".csv"  # the plan step's choice
+        results_path = default_results_path(vm.loaded.path, vm.loaded.is_results, suffix=suffix).absolute()
         job = Job(number=len(ws.jobs) + 1, manifest=manifest, results_path=results_path, sandbox=dest.sandbox,
                   api=dest.api_url)
         job.key = ws.remember(results_path)

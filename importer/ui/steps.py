@@ -142,9 +142,6 @@ def columns(page: Page, errors: list[str] | None = None, chosen: dict[str, str] 
         return page.render("columns.html", "columns", **context)
     headers = list(loaded.headers)
     mapping, notes = roundtrip.guessed_mapping(manifest, cfg, loaded.headers)
-    if not roundtrip.guess_available():
-        source = cfg.source
-        notes = [page.t["columns_from_config"].replace("{config}", source or page.t["builtin_defaults"])]
     if chosen is not None:
         mapping = {f: chosen.get(f) or None for f in roundtrip.FIELDS}
     required = set(required_fields(cfg))
@@ -210,16 +207,17 @@ def problems(page: Page) -> Response:
     counts = {"rows": vm.n_rows, "valid": vm.n_valid, "invalid": vm.n_invalid, "carried": vm.n_carried,
               "warnings": vm.n_warnings, "agents": len(vm.agents), "audio": fmt_bytes(vm.total_bytes)}
     return page.render("problems.html", "problems", manifest_name=manifest.name, fatal=None, counts=counts,
-                       notes=list(done.notes), table=tables.problem_table(vm),
-                       workbook=roundtrip.workbook_available())
+                       notes=list(done.notes), table=tables.problem_table(vm))
 
 
 @needs_manifest
 def workbook(page: Page) -> Response:
     manifest = chosen_manifest(page)
-    vm = prepare.load_validated(manifest, page.ws.config_for(manifest)).vm
+    cfg = page.ws.config_for(manifest)
+    vm = prepare.load_validated(manifest, cfg).vm
     with tempfile.TemporaryDirectory(prefix="allobrain-ui-") as tmp:
-        written = roundtrip.write_workbook(vm, Path(tmp) / f"{manifest.stem}-problems.xlsx")
+        # The configured sheet's name is kept, so the same config.yaml reads the fixed copy (as validate --report).
+        written = roundtrip.write_workbook(vm, Path(tmp) / f"{manifest.stem}-problems.xlsx", cfg.manifest.sheet)
         data = written.read_bytes()
     return Response(data, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                     headers={"Content-Disposition": f'attachment; filename="{written.name}"'})
@@ -233,7 +231,7 @@ def plan(page: Page) -> Response:
     manifest = chosen_manifest(page)
     ws = page.ws
     cfg = ws.config_for(manifest)
-    common = {"manifest_name": manifest.name, "xlsx": roundtrip.xlsx_results_available(),
+    common = {"manifest_name": manifest.name,
               "default_format": "xlsx" if manifest.suffix.lower() in (".xlsx", ".xlsm") else "csv"}
     try:
         dest = ws.destination(cfg)
