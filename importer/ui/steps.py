@@ -214,7 +214,8 @@ def problems(page: Page) -> Response:
 def workbook(page: Page) -> Response:
     manifest = chosen_manifest(page)
     cfg = page.ws.config_for(manifest)
-    vm = prepare.load_validated(manifest, cfg).vm
+    # With durations, as the problems step and `validate --report`: the short-audio warnings are in it too.
+    vm = prepare.load_validated(manifest, cfg, with_durations=True).vm
     with tempfile.TemporaryDirectory(prefix="allobrain-ui-") as tmp:
         # The configured sheet's name is kept, so the same config.yaml reads the fixed copy (as validate --report).
         written = roundtrip.write_workbook(vm, Path(tmp) / f"{manifest.stem}-problems.xlsx", cfg.manifest.sheet)
