@@ -25,15 +25,25 @@ from typing import Protocol
 import requests
 from requests_toolbelt import MultipartEncoder
 
-from . import network, tls
+from . import network, tls, transport
 from .body import CountingBody, HashingReader, metadata_json, multipart_boundary
-from .policy import Verdict, classify_failure, classify_status, error_message, quota_wait, retry_delay
+from .outage import Outage
+from .policy import (
+    Verdict,
+    classify_failure,
+    classify_status,
+    congestion_reason,
+    error_message,
+    quota_wait,
+    retry_delay,
+)
+from .responses import call_id_of, read_capped
 from .safety import check_base_url, clean_text, redact
 from .sources import SourceProblem, Sources
+from .transport import Observer
 
 log = logging.getLogger("importer.client")
 
-MAX_RESPONSE_BYTES = 64 * 1024
 
 
 class CallLike(Protocol):
@@ -112,12 +122,17 @@ class ApiClient:
         bandwidth: Callable[[int], object] | None = None,  # a bandwidth cap (pacing.ByteBucket.take)
         ca_bundle: str | None = None,
         sources: Sources | None = None,
+        observer: Observer | None = None,
+        outage: Outage | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url)
         self._ca_bundle = ca_bundle
         self._where = network.endpoint(self.base_url, ca_bundle)
         self._key = api_key
         self.timeout = (connect_timeout, timeout)
+        self.write_timeout = timeout  # sending gets the read timeout's patience, not the connect's (transport)
+        self.observer = observer
+        self.outage = outage or Outage(0.0)  # ridden out by run.py's choice (upload.ride_out_seconds)
         self.max_attempts = max_attempts
         self.max_retry_after = max_retry_after
         self.limiter = limiter or RateLimiter(0)
@@ -142,6 +157,7 @@ class ApiClient:
             # used for that: requests then raises TooManyRedirects on any 3xx with a Location, which reads as
             # a lost connection after the body was sent, so the row became `unknown` instead of `failed`.)
             s = network.make_session(self.base_url, self._ca_bundle)
+            transport.use_write_timeout(s, self.write_timeout)
             self._local.session = s
             with self._sessions_lock:
                 self._sessions.append(s)
@@ -191,6 +207,7 @@ class ApiClient:
                     [("file", (call.file_name, recording, content_type)), *fields_tail], boundary=boundary
                 )
                 body = CountingBody(encoder, self.bandwidth)
+                transport.watch(self.observer)  # the peer's acknowledged bytes go to the concurrency limiter
                 try:
                     response = session.post(
                         self.base_url + "/calls/audio",
@@ -201,10 +218,14 @@ class ApiClient:
                         stream=True,
                     )
                 except requests.RequestException as exc:
+                    transport.take_back()
                     failure = getattr(fh, "failure", None)  # the store failed mid-object, not the API
                     if failure is not None:
                         raise failure from None
-                    raise _Transport(exc, body.fully_sent) from None
+                    record = transport.current_record()
+                    raise _Transport(exc, body.fully_sent and not (record and record.peer_lacks_part())) from None
+                if not 200 <= response.status_code < 300:
+                    transport.take_back()
                 # The fingerprint of this attempt's bytes, when they were the whole recording.
                 sent["fingerprint"] = recording.fingerprint if recording.read_bytes == call.file_size else None
                 return response
@@ -222,7 +243,7 @@ class ApiClient:
     ) -> Attempted:
         attempt = 0
         last: Attempted | None = None
-        while attempt < self.max_attempts:
+        while True:  # the attempt budget is checked below: max_attempts, or longer while riding out an outage
             if attempt and self.stop.is_set():
                 return _interrupted(last, attempt)
             if not self.limiter.acquire(self.stop):
@@ -246,13 +267,16 @@ class ApiClient:
                 log.info("%s: attempt %d failed after %.2fs: %s", label, attempt, time.monotonic() - started, message)
                 if problem:
                     return last
+                if verdict is Verdict.RETRY:
+                    self.outage.no_answer()
+                self._congestion(invite, None, message)
             else:
                 status = response.status_code
-                body = _read_capped(response)
+                body = read_capped(response)
                 verdict = classify_status(status, invite=invite)
                 retry_after = response.headers.get("Retry-After")
                 if verdict is Verdict.SUCCESS:
-                    last = Attempted(verdict, status, "", attempt, _call_id(body))
+                    last = Attempted(verdict, status, "", attempt, call_id_of(body))
                 else:
                     message = error_message(status, body, secret=self._key)
                     if 300 <= status < 400:
@@ -261,11 +285,17 @@ class ApiClient:
                     last = Attempted(verdict, status, message, attempt,
                                      quota_seconds=quota_wait(status, retry_after, max_retry_after=self.max_retry_after))
                 log.info("%s: attempt %d -> HTTP %d in %.2fs", label, attempt, status, time.monotonic() - started)
+                self.outage.answered()
+                self._congestion(invite, status, None)
             if last.verdict is not Verdict.RETRY or last.quota_seconds is not None:
                 return last  # a quota is not retried here: the run's pacer decides (stop, or wait for it)
-            if attempt >= self.max_attempts:
+            # An API that does not answer at all is ridden out for upload.ride_out_seconds, past max_attempts.
+            riding = last.http_status is None and self.outage.riding()
+            if attempt >= self.max_attempts and not riding:
                 break
             delay = retry_delay(attempt, retry_after, max_retry_after=self.max_retry_after, rng=self._rng)
+            if riding:
+                delay = min(delay, self.outage.backoff_cap)
             if retry_after is not None:
                 self.limiter.pause_until(time.monotonic() + delay)
             if self.stop.wait(delay):
@@ -278,6 +308,10 @@ class ApiClient:
             attempt,
             from_source=last.from_source,
         )
+
+    def _congestion(self, invite: bool, status: int | None, message: str | None) -> None:
+        if not invite and self.observer is not None and (reason := congestion_reason(status, message)):
+            self.observer.congestion(reason)
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -295,35 +329,6 @@ def _interrupted(last: Attempted | None, attempts: int) -> Attempted:
     return Attempted(Verdict.RETRY, last.http_status if last else None, why, attempts, interrupted=True)
 
 
-def _read_capped(response: requests.Response) -> bytes | None:
-    """Read at most MAX_RESPONSE_BYTES of an answer: a hostile server cannot make us hold megabytes."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        for chunk in response.iter_content(16 * 1024):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= MAX_RESPONSE_BYTES:
-                break
-    except requests.RequestException:
-        return None
-    finally:
-        response.close()
-    return b"".join(chunks)[:MAX_RESPONSE_BYTES]
-
-
-def _call_id(body: bytes | None) -> str | None:
-    if not body:
-        return None
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    if isinstance(data, dict):
-        for key in ("id", "call_id", "_id"):
-            value = data.get(key)
-            if isinstance(value, str | int) and not isinstance(value, bool):
-                return clean_text(value, 100)
     return None
 
 
@@ -341,6 +346,8 @@ def _describe_failure(err: BaseException, fully_sent: bool | None) -> str:
         text = str(err)
         if "Connection refused" in text or "NewConnectionError" in text:
             what = "connection refused"
+        elif "timed out" in text:  # a send that stalled past the write timeout
+            what = "sending stalled past the write timeout"
         elif "NameResolution" in text or "Name or service not known" in text:
             what = "host name not found"
         else:

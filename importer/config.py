@@ -71,7 +71,9 @@ class MetadataConfig:
 
 @dataclass(frozen=True)
 class UploadConfig:
-    workers: int = 8
+    workers: int | str = "auto"  # a number: exactly that many uploads at once; "auto": adapt (concurrency.py)
+    max_workers: int = 32  # the ceiling of "auto"
+    ride_out_seconds: float = 120.0  # how long rows keep retrying an API that answers nothing (outage.py)
     max_per_second: float = 0.0
     max_attempts: int = 6
     timeout_seconds: float = 300.0
@@ -282,6 +284,8 @@ def _coerce(dotted: str, f: dataclasses.Field[Any], raw: Any, source: str) -> An
         if key not in DELIMITERS:
             raise ConfigError(f"{source}: '{dotted}' must be one of auto, ',', ';', tab (got {raw!r})")
         return DELIMITERS[key]
+    if dotted == "upload.workers":
+        return parse_workers(raw, f"{source}: '{dotted}'")
     if dotted == "manifest.header_row":
         if raw == "auto" or (isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1):
             return raw
@@ -320,6 +324,17 @@ def _coerce(dotted: str, f: dataclasses.Field[Any], raw: Any, source: str) -> An
     return raw.strip()
 
 
+def parse_workers(raw: Any, what: str) -> int | str:
+    """`auto` or a whole number (the range is checked with the other keys)."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return "auto"
+    if isinstance(raw, str) and raw.strip().isdigit():
+        return int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    raise ConfigError(f"{what} must be auto or a whole number (got {raw!r})")
+
+
 def _str_tuple(raw: Any, dotted: str, source: str) -> tuple[str, ...]:
     if isinstance(raw, str):
         raw = [raw]
@@ -343,7 +358,9 @@ def _check_ranges(cfg: Config, flags: dict[str, str] | None = None) -> None:
     src = cfg.source or "config"
     u = cfg.upload
     checks = [
-        (u.workers >= 1 and u.workers <= 64, "upload.workers", "a whole number from 1 to 64"),
+        (u.workers == "auto" or 1 <= int(u.workers) <= 64, "upload.workers", "auto or a whole number from 1 to 64"),
+        (1 <= u.max_workers <= 64, "upload.max_workers", "a whole number from 1 to 64"),
+        (u.ride_out_seconds >= 0, "upload.ride_out_seconds", "0 (no riding out) or more seconds"),
         (u.max_per_second >= 0, "upload.max_per_second", "0 (no limit) or a positive number"),
         (1 <= u.max_attempts <= 50, "upload.max_attempts", "a whole number from 1 to 50"),
         (u.timeout_seconds > 0, "upload.timeout_seconds", "a positive number of seconds"),

@@ -149,3 +149,20 @@ def mentions_campaign(message: str) -> bool:
     that names only the agent is not; the vendor's generic "agent or campaign" text counts."""
     m = message.lower()
     return "campaign" in m or "agent" not in m
+
+
+# What the concurrency limiter hears as "too much at once". A refused connection or an unknown host is an
+# outage or a wrong URL, not load, so it is not one.
+CONGESTION_STATUSES = {429: "HTTP 429 (too many requests)", 503: "HTTP 503 (busy)", 504: "HTTP 504 (gateway timeout)"}
+_CONGESTION_WORDS = ("timed out", "timeout", "stalled", "connection lost", "reset")
+
+
+def congestion_reason(status: int | None, failure: str | None) -> str | None:
+    """Why an attempt says the server or the path is overloaded, or None. `failure` describes a transport
+    failure (client._describe_failure) when there was no HTTP answer."""
+    if status is not None:
+        return CONGESTION_STATUSES.get(status)
+    text = (failure or "").lower()
+    if any(word in text for word in _CONGESTION_WORDS):
+        return text.split(" before ")[0].split(" after ")[0]
+    return None

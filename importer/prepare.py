@@ -118,7 +118,8 @@ def pace_lines(plan: Plan, cfg: Config, ledger: LedgerBackend | None) -> list[st
 
     u, zone = cfg.upload, cfg.manifest.timezone
     used = ledger.count_uploaded_since(time.time() - DAY) if ledger is not None and u.max_per_day else 0
-    limits = Limits(workers=u.workers, max_per_second=u.max_per_second, max_mb_per_second=u.max_mb_per_second,
+    workers = u.workers if isinstance(u.workers, int) else u.max_workers  # auto: at most max_workers
+    limits = Limits(workers=workers, max_per_second=u.max_per_second, max_mb_per_second=u.max_mb_per_second,
                     max_per_day=u.max_per_day, hours=parse_hours(u.hours, zone) if u.hours else None,
                     used_today=used)
     return estimate_lines(len(plan.to_send), plan.bytes_to_send, limits, now=time.time(), zone=ZoneInfo(zone))

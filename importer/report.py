@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from .concurrency import Usage
 from .manifest import CallRow, ValidatedManifest
 from .plan import Plan
 from .results import STATUSES
@@ -89,6 +90,8 @@ def summary_lines(s: RunSummary, rerun: str) -> list[str]:
     if s.agents_needed:
         lines.append(f"agents: {s.agents_invited} invited, {s.agents_known} already known, "
                      f"{len(s.agents_failed)} failed")
+    if s.agents_reinvited:
+        lines.append(f"agents: {s.agents_reinvited} invited again (the API no longer knew them)")
     failed = list(s.agents_failed.values())
     lines += [f"  {message}" for message in failed[:MAX_FAILED_AGENTS_LISTED]]
     if len(failed) > MAX_FAILED_AGENTS_LISTED:
@@ -104,11 +107,22 @@ def summary_lines(s: RunSummary, rerun: str) -> list[str]:
     if uploaded and s.upload_seconds > 0:
         lines.append(f"throughput: {uploaded / s.upload_seconds:.1f} calls/s, "
                      f"{s.uploaded_bytes / s.upload_seconds / 1e6:.2f} MB/s")
+    if s.concurrency is not None and uploaded:
+        lines.append(concurrency_line(s.concurrency))
     if s.recovered_unknown:
         lines.append(f"note: {s.recovered_unknown} calls were cut off by an earlier run that stopped abruptly: "
                      "they are unknown (the server may have them)")
     lines.append(f"results: {s.results_path}")
     return lines + next_steps(s, rerun)
+
+
+def concurrency_line(u: Usage) -> str:
+    if not u.adaptive:
+        return f"uploads at once: {u.settled} (upload.workers)"
+    if u.lowest == u.highest:
+        return f"uploads at once: {u.settled} (auto; no change)"
+    return (f"uploads at once: auto, {u.lowest} to {u.highest}, settled at {u.settled} "
+            f"({u.changes} changes; -v logs each and why)")
 
 
 def next_steps(s: RunSummary, rerun: str) -> list[str]:
@@ -174,7 +188,10 @@ def summary_dict(s: RunSummary) -> dict[str, Any]:
         "upload_seconds": round(s.upload_seconds, 3),
         "uploaded_bytes": s.uploaded_bytes,
         "agents": {"needed": s.agents_needed, "invited": s.agents_invited, "already_known": s.agents_known,
-                   "failed": len(s.agents_failed)},
+                   "failed": len(s.agents_failed), "reinvited": s.agents_reinvited},
+        "concurrency": None if s.concurrency is None else {
+            "mode": "auto" if s.concurrency.adaptive else "fixed", "lowest": s.concurrency.lowest,
+            "highest": s.concurrency.highest, "settled": s.concurrency.settled, "changes": s.concurrency.changes},
         "recovered_unknown": s.recovered_unknown,
         "same_recording": s.same_recording,
         "file_word": s.file_word,

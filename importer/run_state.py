@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from .concurrency import Usage
     from .pacing import Pause
     from .tls import ConnectProblem
 
 
 class Progress(Protocol):
+    """May also have `status(concurrency: int, note: str | None)`: uploads at once now, and a word on an
+    outage being ridden out; the run calls it when either changes."""
+
     def start(self, phase: str, total: int) -> None: ...
     def advance(self, phase: str, n: int = 1, nbytes: int = 0) -> None: ...
     def finish(self, phase: str) -> None: ...
@@ -42,6 +46,8 @@ class RunSummary:
     agents_invited: int = 0
     agents_known: int = 0
     agents_failed: dict[str, str] = field(default_factory=dict)
+    agents_reinvited: int = 0  # invited again because the API had forgotten them (counted apart)
+    concurrency: Usage | None = None  # uploads at once: the range used and where it settled
     recovered_unknown: int = 0
     same_recording: int = 0  # already uploaded to their campaign under another key (not sent again)
     file_word: int = 0  # skipped because the results file said uploaded, unknown to this ledger

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import network, runinfo
+from .admission import Admission
 from .client import ApiClient, Attempted, RateLimiter
 from .config import Config
 from .errors import UsageError
@@ -22,6 +23,7 @@ from .guards import CampaignGuard, ReachabilityGuard
 from .held import HeldRows
 from .ledger import FAILED, UNKNOWN, UPLOADED, CallKey, LedgerBackend, LedgerUnavailable, open_ledger
 from .manifest import CallRow, LoadedManifest, ValidatedManifest, manifest_bases
+from .outage import Outage
 from .paced import RunPacing
 from .plan import UNKNOWN_HINT, Plan, call_key, make_plan
 from .policy import Verdict, mentions_campaign
@@ -48,6 +50,10 @@ class ImportRun:
         self.stop = stop or StopSignal()
         self.progress = progress or NoProgress()
         self.pacing = RunPacing(cfg, ledger.count_uploaded_since, self.stop.event, self.progress)
+        u = cfg.upload
+        outage = Outage(u.ride_out_seconds)
+        self.admission = Admission.for_workers(u.workers, u.max_workers, status=getattr(self.progress, "status", None),
+                                               note=outage.note)
         # The client's stop event wakes retry waits on Ctrl-C and on an auth abort alike.
         self.client = ApiClient(
             api_url,
@@ -62,10 +68,12 @@ class ImportRun:
             bandwidth=self.pacing.bandwidth,
             ca_bundle=cfg.api.ca_bundle,
             sources=Sources(cfg.files),  # recordings stream from where they live (disk, S3, SFTP, https)
+            observer=self.admission,
+            outage=outage,
         )
         self.auth_error: str | None = None
         self.campaigns = CampaignGuard()
-        self.reach = ReachabilityGuard(max(10, 2 * cfg.upload.workers))
+        self.reach = ReachabilityGuard(max(10, 2 * (u.workers if isinstance(u.workers, int) else 8)))
         self.halted: str | None = None
         self._reinvited: dict[str, bool] = {}
         self._reinvite_lock = threading.Lock()
@@ -147,12 +155,11 @@ class ImportRun:
     # --- uploads ----------------------------------------------------------------------------------
 
     def _upload(self, plan: Plan, failed_agents: dict[str, str]) -> None:
-        workers = self.cfg.upload.workers
-        slots = threading.BoundedSemaphore(workers * 2)  # bounded queue: a million rows are never a million futures
+        gate = self.admission  # at most its limit in flight: a million rows are never a million futures
         calls = iter(plan.to_send)
         self.progress.start("uploads", len(plan.to_send))
         upload_started = time.monotonic()
-        with ThreadPoolExecutor(workers, thread_name_prefix="upload") as pool:
+        with ThreadPoolExecutor(gate.ceiling, thread_name_prefix="upload") as pool:
             for index in range(self.writer.total):
                 settled = plan.settled.get(index)
                 if settled is not None:
@@ -160,27 +167,19 @@ class ImportRun:
                     continue
                 call = next(calls)
                 skipped = self._reason_not_to_send(call, failed_agents)
-                if skipped is None and not self._wait_for_slot(slots):
+                if skipped is None and not gate.acquire(self.stop.event):
                     skipped = Outcome("not_attempted", error=self._stopped_reason())
                 if skipped is not None:
                     self._finish(index, skipped)
                     if not self.stop.requested:  # after a stop the bar shows what was done, not 100%
                         self.progress.advance("uploads")
                     continue
-                pool.submit(self._send_one, call, slots).add_done_callback(_log_crash)
+                pool.submit(self._send_one, call).add_done_callback(_log_crash)
                 self.held.poll()
         self.held.settle_all(min(10.0, self.cfg.ledger.lease_seconds / 2), self.stop.event)
         self.summary.upload_seconds = time.monotonic() - upload_started
+        self.summary.concurrency = gate.usage()
         self.progress.finish("uploads")
-
-    def _wait_for_slot(self, slots: threading.BoundedSemaphore) -> bool:
-        while not slots.acquire(timeout=0.2):
-            if self.stop.requested:
-                return False
-        if self.stop.requested:
-            slots.release()
-            return False
-        return True
 
     def _stopped_reason(self) -> str:
         if self.auth_error:
@@ -200,7 +199,7 @@ class ImportRun:
         reason = self.campaigns.stopped.get(call.campaign_id)
         return Outcome("not_attempted", error=reason) if reason else None
 
-    def _send_one(self, call: CallRow, slots: threading.BoundedSemaphore) -> None:
+    def _send_one(self, call: CallRow) -> None:
         outcome: Outcome | None = None
         held = False
         try:
@@ -232,7 +231,7 @@ class ImportRun:
             log.exception("row %d: unexpected error", call.row)
         finally:
             self.pacing.end(outcome)
-            slots.release()
+            self.admission.release()
             if not held:
                 self._finish(call.index, outcome or Outcome("not_attempted", error="internal error before sending"))
             if not held and not (self.stop.requested and (outcome is None or outcome.status == "not_attempted")):
@@ -289,6 +288,8 @@ class ImportRun:
                 ok = result.verdict is Verdict.SUCCESS
                 if ok:
                     self.ledger.mark_invited(call.agent_email)
+                    with self._bytes_lock:
+                        self.summary.agents_reinvited += 1
                 elif result.verdict is Verdict.AUTH:
                     self._abort(result)
                 log.info("agent %s was unknown to the API; invited again: %s", call.agent_email,

@@ -17,7 +17,7 @@ def test_shipped_config_loads_with_every_documented_key():
     assert cfg.api.base_url == "https://api.qm.allobrain.com"
     assert cfg.manifest.timezone == "Europe/Paris"
     assert cfg.metadata.phone_columns == ("client_phone",)
-    assert cfg.upload.workers == 8 and cfg.upload.max_attempts == 6
+    assert cfg.upload.workers == "auto" and cfg.upload.max_workers == 32 and cfg.upload.max_attempts == 6
     assert cfg.metadata.include is None  # "all"
 
 
@@ -42,8 +42,10 @@ def test_missing_config_path_is_an_error(tmp_path):
     [
         ("uplod:\n  workers: 2\n", "unknown key 'uplod'"),
         ("upload:\n  wrokers: 2\n", "unknown key 'upload.wrokers'"),
-        ("upload:\n  workers: many\n", "'upload.workers' must be a whole number"),
-        ("upload:\n  workers: 0\n", "'upload.workers' must be a whole number from 1 to 64"),
+        ("upload:\n  workers: many\n", "'upload.workers' must be auto or a whole number .got 'many'."),
+        ("upload:\n  workers: 0\n", "'upload.workers' must be auto or a whole number from 1 to 64"),
+        ("upload:\n  max_workers: 100\n", "'upload.max_workers' must be a whole number from 1 to 64"),
+        ("upload:\n  ride_out_seconds: -1\n", "'upload.ride_out_seconds' must be 0"),
         ("upload:\n  retry_unknown: yes please\n", "'upload.retry_unknown' must be true or false"),
         ("manifest:\n  delimiter: '|'\n", "'manifest.delimiter' must be one of auto"),
         ("manifest:\n  encoding: ebcdic\n", "'manifest.encoding' must be one of"),

@@ -241,7 +241,8 @@ def test_a_server_that_never_answers_ends_every_attempt_and_leaves_no_thread(tmp
     if server is _never_reads:  # too big for the kernel's buffers: the send itself stalls
         for row in rows:
             make_big_wav(row.file, 2 * (_tcp_wmem_max() + 2 * 1024 * 1024))
-    cfg = write_config(tmp_path, workers=3, max_attempts=2, timeout_seconds=0.5, connect_timeout_seconds=0.5)
+    cfg = write_config(tmp_path, workers=3, max_attempts=2, timeout_seconds=0.5, connect_timeout_seconds=0.5,
+                       ride_out_seconds=0)  # the attempt budget is under test, not riding out an outage
     before = set(threading.enumerate())
     t0 = time.monotonic()
     with ScriptedServer(invite_then(server), rcvbuf=64 * 1024) as silent:

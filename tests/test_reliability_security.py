@@ -38,7 +38,8 @@ def test_a_canary_key_appears_nowhere_whatever_goes_wrong(tmp_path, monkeypatch)
     the summary and written to the results CSV, the ledger and --summary-json."""
     monkeypatch.setenv("ALLOBRAIN_API_KEY", CANARY)
     manifest, rows = write_manifest(tmp_path, n=8, agents=2)
-    cfg = write_config(tmp_path, workers=2, max_attempts=3, timeout_seconds=0.5)
+    cfg = write_config(tmp_path, workers=2, max_attempts=3, timeout_seconds=0.5,
+                       ride_out_seconds=0)  # its refused URLs are error paths to take, not outages to wait out
     echo = f"the key {CANARY} is fine, the request is not"
     outputs: list[str] = []
 

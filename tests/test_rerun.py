@@ -127,7 +127,10 @@ def test_a_dead_api_stops_the_run_instead_of_retrying_every_row(tmp_path, monkey
     monkeypatch.setenv("ALLOBRAIN_API_KEY", "k")
     manifest = write_manifest(tmp_path, n=40, agents=20)
     t0 = time.monotonic()
-    r = run_cli("run", manifest, "--config", write_config(tmp_path, max_attempts=2), "--api-url",
+    # Riding out an outage (2 s here, 120 s by default) delays the stop; it does not prevent it.
+    cfg = write_config(tmp_path, max_attempts=2)
+    cfg.write_text(cfg.read_text() + "  ride_out_seconds: 2\n", encoding="utf-8")
+    r = run_cli("run", manifest, "--config", cfg, "--api-url",
                 f"http://127.0.0.1:{port}", "--quiet", "--summary-json", tmp_path / "s.json")
     assert r.code == 1
     assert time.monotonic() - t0 < 30

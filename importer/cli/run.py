@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--api-url", metavar="URL", help=f"API base URL (api.base_url; default {DEFAULT_BASE_URL})")
     r.add_argument("--campaign-id", metavar="ID",
                    help="campaign for rows without a campaign_id cell (campaign_id; default none)")
-    r.add_argument("--workers", type=int, metavar="N", help="concurrent uploads (upload.workers; default 8)")
+    r.add_argument("--workers", type=_workers, metavar="N|auto",
+                   help="uploads at once: auto finds it, a number is exactly that many (upload.workers; default auto)")
     r.add_argument("--max-per-second", type=float, metavar="R",
                    help="requests per second at most, 0 = no limit (upload.max_per_second; default 0)")
     r.add_argument("--dry-run", action="store_true", help="validate and print the plan; send nothing")
@@ -70,6 +71,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="when the daily quota or the sending hours stop sending, wait for the next slot and go on "
                         "(upload.wait)")
     r.set_defaults(func=cmd_run)
+
+
+def _workers(text: str) -> int | str:
+    from ..config import parse_workers
+    from ..errors import ConfigError
+
+    try:
+        return parse_workers(text, "the value")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

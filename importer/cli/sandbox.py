@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--campaign", action="append", default=[], help="accept only these campaign ids (repeatable)")
     s.add_argument("--latency-ms", type=int, default=0, help="added to every request")
     s.add_argument("--rate-limit", type=float, default=0, help="requests/s before answering 429 with Retry-After")
+    s.add_argument("--max-concurrency", type=int, default=0, metavar="K",
+                   help="answer 429 to API requests beyond K in flight at once (0 = no limit)")
     s.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 500 or 503")
     s.add_argument("--drop-rate", type=float, default=0.0, help="share of uploads stored, then the connection dropped")
     s.add_argument("--daily-quota", type=int, default=0,
@@ -49,6 +51,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                         ("--drop-rate", args.drop_rate), ("--max-upload-mb", args.max_upload_mb)):
         if not math.isfinite(value):
             raise UsageError(f"sandbox: {flag} must be a number (got {value})")
+    if args.max_concurrency < 0:
+        raise UsageError(f"sandbox: --max-concurrency must be 0 (none) or a positive whole number "
+                         f"(got {args.max_concurrency})")
     if args.daily_quota < 0:
         raise UsageError(f"sandbox: --daily-quota must be 0 (none) or a positive whole number (got {args.daily_quota})")
 
@@ -65,7 +70,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                          campaigns=args.campaign or None, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
                          fail_rate=args.fail_rate, drop_rate=args.drop_rate, max_upload_mb=args.max_upload_mb,
                          daily_quota=args.daily_quota, data_dir=args.data_dir, seed=args.seed,
-                         tls_cert=args.tls_cert, tls_key=args.tls_key)
+                         tls_cert=args.tls_cert, tls_key=args.tls_key,
+                         max_concurrency=args.max_concurrency)
             sb.start()
         except (ValueError, OSError, OverflowError) as exc:  # a bad setting, or the port is taken
             raise UsageError(f"sandbox: {exc}") from None

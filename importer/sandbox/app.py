@@ -1,7 +1,8 @@
 """The sandbox's WSGI app: what stands around the endpoints of `api.py`.
 
 Every request is logged (with the size and SHA-256 of the body bytes read); then come the inspection
-routes, latency, the rate limit, routing, the API key and injected or random faults, in that order.
+routes, the concurrency limit, latency, the rate limit, routing, the API key and injected or random faults,
+in that order.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class SandboxApp:
         fault_plan: faults.FaultPlan,
         max_upload: int,
         stopping: threading.Event,
+        max_concurrency: int = 0,
     ) -> None:
         self.api_key = api_key
         self.data_dir: Path | None = None  # set once the Sandbox is bound
@@ -63,6 +65,10 @@ class SandboxApp:
         self._faults = fault_plan
         self._max_upload = max_upload
         self._stopping = stopping  # set by stop(): releases "hang" faults and latency sleeps
+        self._max_concurrency = max_concurrency  # 0 = no limit; above it, 429 (as an API gateway does)
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+        self.peak_in_flight = 0  # the most API requests ever served at once (429s not counted)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         reader = transport.HashingReader(environ["wsgi.input"])
@@ -79,7 +85,14 @@ class SandboxApp:
             "received_at": now(),
         }
         ex = Exchange(environ, request, reader, entry)
+        counted = False
         try:
+            if self._max_concurrency and request.path in API_ROUTES:
+                counted = True
+                if not self._enter():
+                    ex.entry["fault"] = "max_concurrency"
+                    answer = detail(429, f"Too Many Requests: more than {self._max_concurrency} at once")
+                    return self._respond(ex, answer, start_response)
             answer = self._handle(ex)
             if answer is None:
                 return Response(b"")(environ, start_response)  # dropped: Werkzeug's write fails quietly
@@ -98,7 +111,19 @@ class SandboxApp:
             self._record(ex, answer.status)
             return make_response(answer)(environ, start_response)
         finally:
+            if counted:
+                with self._in_flight_lock:
+                    self._in_flight -= 1
             discard_uploads(ex)
+
+    def _enter(self) -> bool:
+        """Count this request in; False when it is one too many (it is still counted until it ends)."""
+        with self._in_flight_lock:
+            self._in_flight += 1
+            if self._in_flight > self._max_concurrency:
+                return False
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            return True
 
     # ------------------------------------------------------------------ answering and the request log
 

@@ -59,11 +59,14 @@ class Sandbox:
         seed: int | None = None,
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
+        max_concurrency: int = 0,
     ) -> None:
         if not latency_ms >= 0:  # written so that NaN fails too
             raise ValueError(f"latency_ms must be >= 0, got {latency_ms!r}")
         if not (0 <= rate_limit < math.inf):
             raise ValueError(f"rate_limit must be a number >= 0, got {rate_limit!r}")
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 0:
+            raise ValueError(f"max_concurrency must be a whole number >= 0 (0 = no limit), got {max_concurrency!r}")
         if not (0 < max_upload_mb < math.inf):
             raise ValueError(f"max_upload_mb must be > 0, got {max_upload_mb!r}")
         if not (0 <= port <= 65535):
@@ -91,6 +94,7 @@ class Sandbox:
             fault_plan=self._faults,
             max_upload=int(max_upload_mb * MIB),
             stopping=self._stopping,
+            max_concurrency=max_concurrency,
         )
 
         self._lifecycle = threading.Lock()
@@ -205,6 +209,11 @@ class Sandbox:
     def pending_faults(self, path: str) -> int:
         """How many injected faults on `path` no request has consumed yet."""
         return self._faults.pending(path)
+
+    @property
+    def peak_in_flight(self) -> int:
+        """With max_concurrency: the most API requests it served at once (the 429s it answered not counted)."""
+        return self._app.peak_in_flight
 
     def add_agent(self, email: str, name: str = "Existing Agent") -> None:
         self._store.add_agent(email, name)
