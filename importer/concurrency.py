@@ -4,7 +4,7 @@ Nothing here sleeps, locks or reads the time itself, so every rule is tested on 
 (tests/test_concurrency.py). `admission.py` is the glue that feeds it from the run.
 
 It climbs the goodput hill. Goodput is the body bytes the server acknowledged per second (transport.py; a
-failed attempt's bytes are taken back), measured over a window (MEASURE s; half as long in slow start) that starts SETTLE s after
+failed attempt's bytes are taken back), measured over a window (MEASURE s; shorter in slow start) that starts SETTLE s after
 each change, so new requests are past their first burst. Each change is judged against the window before it:
 
 - slow start: from 4, the limit doubles while goodput grows with it (at least GAIN of the proportional gain);
@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SETTLE = 0.5  # seconds after a change before measuring: new requests connect and ramp up
-MEASURE = 1.5  # seconds of measurement per window
-FAST = 0.5  # in slow start, windows are this much shorter: a doubling is judged quickly, and is easy to judge
+SETTLE = 1.0  # seconds after a change before measuring: new requests connect and their TCP windows grow
+MEASURE = 2.0  # seconds of measurement per window
+FAST_SETTLE, FAST_MEASURE = 0.25, 0.75  # in slow start: a doubling is judged quickly, and is easy to judge
 GAIN = 0.4  # a step up pays when goodput grows by at least this share of the step's proportional gain
 STILL_GREW = 1.03  # ... or by 3% at least: kept, but the knee is near
 HOLDS = 0.97  # a step down is kept only when goodput did not fall (within 3%: windows are noisy on a lossy link)
@@ -94,7 +94,7 @@ class AdaptiveLimit:
     def __post_init__(self) -> None:
         self.limit = max(self.floor, min(self.initial, self.ceiling))
         self.history = [(self.now, self.limit)]
-        self._window = _Window(self.now + SETTLE * FAST, 0)
+        self._window = _Window(self.now + FAST_SETTLE, 0)
         self._slow_start = True
         self._can_back_off = True
         self._before: tuple[int, float] | None = None  # (limit, goodput) of the window before the last step
@@ -135,7 +135,7 @@ class AdaptiveLimit:
         w = self._window
         if w.peak < w.in_flight and now >= w.start:
             w.peak = w.in_flight
-        if now < w.start + MEASURE * (FAST if self._slow_start else 1.0):
+        if now < w.start + (FAST_MEASURE if self._slow_start else MEASURE):
             return None
         self._window = _Window(now, w.in_flight, peak=w.in_flight)
         if w.bytes <= 0:
@@ -210,7 +210,7 @@ class AdaptiveLimit:
         change = Change(now, self.limit, new, reason)
         self.limit = new
         self.history.append((now, new))
-        self._window = _Window(now + SETTLE * (FAST if self._slow_start else 1.0), self._window.in_flight)
+        self._window = _Window(now + (FAST_SETTLE if self._slow_start else SETTLE), self._window.in_flight)
         return change
 
 

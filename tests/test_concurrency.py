@@ -10,11 +10,20 @@ from collections.abc import Callable
 
 import pytest
 
-from importer.concurrency import FAST, MEASURE, SETTLE, WALL_WINDOWS, AdaptiveLimit, FixedLimit, usage
+from importer.concurrency import (
+    FAST_MEASURE,
+    FAST_SETTLE,
+    MEASURE,
+    SETTLE,
+    WALL_WINDOWS,
+    AdaptiveLimit,
+    FixedLimit,
+    usage,
+)
 
 WINDOW = SETTLE + MEASURE
 
-TICK = 0.125  # exact in binary: windows of 0.25, 0.5, 0.75 and 1.5 s hold whole ticks
+TICK = 0.125  # exact in binary: windows of 0.5, 1 and 2 s hold whole ticks
 MB = 1_000_000
 
 
@@ -64,7 +73,7 @@ def test_starts_small_and_doubles_while_goodput_doubles_with_it():
     limiter = AdaptiveLimit(ceiling=32, now=0.0)
     assert limiter.limit == 4
     world = World(limiter, link(capacity=100 * MB, per_stream=1 * MB))  # room for 100 streams
-    world.run(3 * WINDOW * FAST + 0.15)
+    world.run(3 * (FAST_SETTLE + FAST_MEASURE) + 0.15)
     assert [(round(c.at), c.new) for c in world.changes] == [(1, 8), (2, 16), (3, 32)]  # a window each
     assert all("doubling (slow start)" in c.reason for c in world.changes)
     world.run(60)
@@ -145,7 +154,7 @@ def test_after_backing_off_it_stays_under_the_wall_then_tries_it_again():
     world.run(0.3)
     limiter.congestion("HTTP 429 (too many requests)", world.now)  # pushed back at 24
     assert limiter.limit == 18
-    seen = world.limits_over(20)
+    seen = world.limits_over(40)
     assert max(seen) == 23 and 18 in seen  # back up by probes, but under the wall
     world.run(WALL_WINDOWS * WINDOW + 2)
     assert any("trying 24 again" in c.reason for c in world.changes)
