@@ -283,8 +283,10 @@ def free_port() -> int:
 class SandboxProcess:
     """`with SandboxProcess(tmp, latency_ms=100) as sb:` ... `sb.url`; `sb.stats` after the block."""
 
-    def __init__(self, data_dir: Path, *, latency_ms: int = 0, rate_limit: float = 0, daily_quota: int = 0) -> None:
+    def __init__(self, data_dir: Path, *, latency_ms: int = 0, rate_limit: float = 0, daily_quota: int = 0,
+                 max_concurrency: int = 0) -> None:
         self.data_dir = data_dir
+        self.max_concurrency = max_concurrency
         self.latency_ms = latency_ms
         self.rate_limit = rate_limit
         self.daily_quota = daily_quota
@@ -304,7 +306,8 @@ class SandboxProcess:
             [sys.executable, str(Path(__file__).resolve()), "serve", "--port", str(self.port),
              "--latency-ms", str(self.latency_ms), "--rate-limit", str(self.rate_limit),
              "--daily-quota", str(self.daily_quota),
-             "--data-dir", str(self.data_dir), "--stats", str(self._stats_file)],
+             "--data-dir", str(self.data_dir), "--stats", str(self._stats_file),
+             "--max-concurrency", str(self.max_concurrency)],
             cwd=ROOT, env=cli_env(), stdout=self._log, stderr=self._log,
         )
         for _ in range(400):
@@ -338,7 +341,7 @@ def _serve(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sb = Sandbox(port=args.port, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
-                 daily_quota=args.daily_quota, data_dir=args.data_dir)
+                 daily_quota=args.daily_quota, data_dir=args.data_dir, max_concurrency=args.max_concurrency)
     sb.start()
     # When calls were stored, to the 50 ms: the window of several clients' work seen from the server.
     first = last = None
@@ -358,6 +361,7 @@ def _serve(args: argparse.Namespace) -> None:
         "http_429": sum(1 for e in log if e["status"] == 429),
         "calls_stored": len(sb.calls()),
         "calls_window_seconds": round(last - first, 3) if first and last else 0.0,
+        "peak_in_flight": sb.peak_in_flight,
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
     }
     sb.stop()
@@ -374,4 +378,5 @@ if __name__ == "__main__":
     s.add_argument("--daily-quota", type=int, default=0)
     s.add_argument("--data-dir", type=Path, required=True)
     s.add_argument("--stats", type=Path, required=True)
+    s.add_argument("--max-concurrency", type=int, default=0)
     _serve(ap.parse_args())
