@@ -274,7 +274,7 @@ def test_a_bad_flag_value_is_reported_against_the_flag(sandbox, env_key, tmp_pat
     manifest = write_manifest(tmp_path, n=1)
     r = run_cli("run", manifest, "--config", write_config(tmp_path), "--api-url", sandbox.url, "--workers", "0")
     assert r.code == 2
-    assert r.err.strip() == "error: --workers must be a whole number from 1 to 64"
+    assert r.err.strip() == "error: --workers must be auto or a whole number from 1 to 64"
 
 
 def test_a_refused_key_is_not_sent_to_import_error(sandbox, tmp_path, monkeypatch):
