@@ -70,24 +70,31 @@ def _upload_then(first_attempt):
     return upload, attempts
 
 
-@linux_only
-def test_a_reset_while_the_body_sits_unsent_in_our_kernel_is_retried_not_unknown(tmp_path, monkeypatch):
+def _one_big_upload(tmp_path, monkeypatch, upload, nbytes: int, **config) -> dict[str, str]:
+    """One row of `nbytes` sent to a scripted server (a 4 KB receive buffer) whose uploads `upload` answers;
+    the run must end 0; returns the row's results line."""
     from faultkit import ScriptedServer
 
+    manifest, rows = write_manifest(tmp_path, n=1, agents=1)
+    make_big_wav(tmp_path / rows[0].file, nbytes)
+    cfg = write_config(tmp_path, workers=1, max_attempts=3, **config)
+    monkeypatch.setenv("ALLOBRAIN_API_KEY", "k")
+    with ScriptedServer(invite_then(upload), rcvbuf=4096) as srv:
+        r = run(srv.url, manifest, cfg, tmp_path, "--quiet")
+    assert r.code == 0, r.out + r.err
+    (line,) = check_results_file(tmp_path / "r.csv", rows)
+    return line
+
+
+@linux_only
+def test_a_reset_while_the_body_sits_unsent_in_our_kernel_is_retried_not_unknown(tmp_path, monkeypatch):
     def reset_after_the_client_handed_everything(conn, req):
         time.sleep(1.0)  # the 1 MB body now sits in the client's socket buffer, the server read none of it
         conn.reset()
         return False
 
     upload, attempts = _upload_then(reset_after_the_client_handed_everything)
-    manifest, rows = write_manifest(tmp_path, n=1, agents=1)
-    make_big_wav(tmp_path / rows[0].file, 1_000_000)
-    cfg = write_config(tmp_path, workers=1, max_attempts=3)
-    monkeypatch.setenv("ALLOBRAIN_API_KEY", "k")
-    with ScriptedServer(invite_then(upload), rcvbuf=4096) as srv:
-        r = run(srv.url, manifest, cfg, tmp_path, "--quiet")
-    assert r.code == 0, r.out + r.err
-    (line,) = check_results_file(tmp_path / "r.csv", rows)
+    line = _one_big_upload(tmp_path, monkeypatch, upload, 1_000_000)
     assert (line["import_status"], line["import_attempts"]) == ("uploaded", "2")
     log = (tmp_path / "run.log").read_text()
     assert "never transmitted (TCP_INFO): the server cannot hold the whole call" in log
@@ -95,8 +102,6 @@ def test_a_reset_while_the_body_sits_unsent_in_our_kernel_is_retried_not_unknown
 
 
 def test_sending_gets_the_write_timeout_not_the_connect_timeout(tmp_path, monkeypatch):
-    from faultkit import ScriptedServer
-
     def stall_then_read(conn, req):
         time.sleep(2.5)  # longer than the 1 s connect timeout, shorter than the 20 s write timeout
         conn.read_body(req.length)
@@ -109,14 +114,8 @@ def test_sending_gets_the_write_timeout_not_the_connect_timeout(tmp_path, monkey
         attempts.append(req)
         return stall_then_read(conn, req)
 
-    manifest, rows = write_manifest(tmp_path, n=1, agents=1)
-    make_big_wav(tmp_path / rows[0].file, 16_000_000)  # more than both kernels buffer: the send blocks
-    cfg = write_config(tmp_path, workers=1, max_attempts=3, connect_timeout_seconds=1, timeout_seconds=20)
-    monkeypatch.setenv("ALLOBRAIN_API_KEY", "k")
-    with ScriptedServer(invite_then(upload), rcvbuf=4096) as srv:
-        r = run(srv.url, manifest, cfg, tmp_path, "--quiet")
-    assert r.code == 0, r.out + r.err
-    (line,) = check_results_file(tmp_path / "r.csv", rows)
+    # 16 MB: more than both kernels buffer, so the send itself blocks while the server stalls
+    line = _one_big_upload(tmp_path, monkeypatch, upload, 16_000_000, connect_timeout_seconds=1, timeout_seconds=20)
     assert (line["import_status"], line["import_attempts"]) == ("uploaded", "1")
     assert len(attempts) == 1
 
