@@ -88,8 +88,8 @@ class SandboxApp:
         counted = False
         try:
             if self._max_concurrency and request.path in API_ROUTES:
-                counted = True
-                if not self._enter():
+                counted = self._enter()
+                if not counted:
                     ex.entry["fault"] = "max_concurrency"
                     answer = detail(429, f"Too Many Requests: more than {self._max_concurrency} at once")
                     return self._respond(ex, answer, start_response)
@@ -117,11 +117,12 @@ class SandboxApp:
             discard_uploads(ex)
 
     def _enter(self) -> bool:
-        """Count this request in; False when it is one too many (it is still counted until it ends)."""
+        """Count this request in; False when it is one too many: refused at the door, it is not counted
+        (while its body drains it must not make the next request look like one too many)."""
         with self._in_flight_lock:
-            self._in_flight += 1
-            if self._in_flight > self._max_concurrency:
+            if self._in_flight >= self._max_concurrency:
                 return False
+            self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             return True
 
