@@ -27,6 +27,9 @@ the limit stays where it is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
 
 SETTLE = 1.0  # seconds after a change before measuring: new requests connect and their TCP windows grow
 MEASURE = 2.0  # seconds of measurement per window
@@ -236,3 +239,14 @@ def usage(history: list[tuple[float, int]], end: float, *, adaptive: bool) -> Us
         held[n] = held.get(n, 0.0) + (hi - lo)
     settled = max(held, key=lambda n: (held[n], -n)) if any(held.values()) else limits[-1]
     return Usage(adaptive, min(limits), max(limits), settled, len(history) - 1)
+
+
+def parse_workers(raw: Any, what: str) -> int | str:
+    """`auto` or a whole number (the range is checked with the other keys)."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return "auto"
+    if isinstance(raw, str) and raw.strip().isdigit():
+        return int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    raise ConfigError(f"{what} must be auto or a whole number (got {raw!r})")

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from .concurrency import parse_workers
 from .errors import ConfigError
 from .files_config import FilesConfig, parse_files
 from .files_config import refuse_unknown as _refuse_unknown
@@ -322,17 +323,6 @@ def _coerce(dotted: str, f: dataclasses.Field[Any], raw: Any, source: str) -> An
     if not isinstance(raw, str) or not raw.strip():
         raise ConfigError(f"{source}: '{dotted}' must be non-empty text (got {raw!r})")
     return raw.strip()
-
-
-def parse_workers(raw: Any, what: str) -> int | str:
-    """`auto` or a whole number (the range is checked with the other keys)."""
-    if isinstance(raw, str) and raw.strip().lower() == "auto":
-        return "auto"
-    if isinstance(raw, str) and raw.strip().isdigit():
-        return int(raw)
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    raise ConfigError(f"{what} must be auto or a whole number (got {raw!r})")
 
 
 def _str_tuple(raw: Any, dotted: str, source: str) -> tuple[str, ...]:

@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _workers(text: str) -> int | str:
-    from ..config import parse_workers
+    from ..concurrency import parse_workers
     from ..errors import ConfigError
 
     try:
