@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from ..manifest import Problem, ValidatedManifest
 
 
+def add_config_flag(parser: argparse.ArgumentParser) -> None:
+    """--config, as every command takes it (one lookup rule: prepare.config_for)."""
+    parser.add_argument("--config", type=Path, metavar="PATH",
+                        help="config file (default: the config.yaml beside the manifest, else ./config.yaml, else "
+                             "built-in defaults; a results file reuses the settings its run recorded)")
+
+
 def out(line: str = "") -> None:
     print(line, flush=True)
 

@@ -8,10 +8,11 @@ from ..config import Config, load_config
 from ..errors import UsageError
 from ..ledger import LedgerBackend, display_url, ledger_exists, open_ledger, state_dir_of
 from ..safety import canonical_api, check_base_url
+from .common import add_config_flag
 
 
 def add_ledger_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="config file (default: config.yaml beside the manifest, else ./config.yaml)")
+    add_config_flag(p)
     p.add_argument("--api-url", help="the API whose calls to look at (default: api.base_url from config)")
 
 

@@ -16,6 +16,7 @@ from ..errors import UsageError
 from ..results import check_results_path, default_results_path, default_suffix, recover_journals
 from ..safety import check_base_url
 from .common import (
+    add_config_flag,
     api_key_from_env,
     check_writable,
     config_from,
@@ -41,9 +42,7 @@ MAX_PROBLEMS_SHOWN_BY_RUN = 30
 def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="validate, invite agents, upload calls, write a results CSV")
     r.add_argument("manifest", type=Path, help="the CSV or XLSX manifest, or a results file to rerun")
-    r.add_argument("--config", type=Path, metavar="PATH",
-                   help="config file (default: the config.yaml beside the manifest, else ./config.yaml, else "
-                        "built-in defaults; a results file reuses the settings its run recorded)")
+    add_config_flag(r)
     r.add_argument("--results", type=Path, metavar="PATH",
                    help="results file, .csv or .xlsx (default: results/<manifest>-<time>.csv beside the manifest; .xlsx for an XLSX manifest)")
     r.add_argument("--api-url", metavar="URL", help=f"API base URL (api.base_url; default {DEFAULT_BASE_URL})")

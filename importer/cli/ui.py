@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .common import err, out
+from .common import add_config_flag, err, out
 from .signals import wait_for_stop
 
 if TYPE_CHECKING:
@@ -24,8 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--folder", type=Path, default=Path("."),
                    help="folder whose spreadsheets the page offers (default: the current folder)")
     u.add_argument("--no-browser", action="store_true", help="print the link without opening a browser")
-    u.add_argument("--config", type=Path,
-                   help="config file (default: config.yaml beside the manifest, else ./config.yaml)")
+    add_config_flag(u)
     u.set_defaults(func=cmd_ui)
 
 

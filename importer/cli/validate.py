@@ -6,15 +6,13 @@ import argparse
 from pathlib import Path
 
 from ..safety import check_base_url
-from .common import config_from, load_validated, out, problem_line, reading_lines
+from .common import add_config_flag, config_from, load_validated, out, problem_line, reading_lines
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("validate", help="check a manifest without sending anything")
     v.add_argument("manifest", type=Path, help="the CSV or XLSX manifest (or a results file)")
-    v.add_argument("--config", type=Path, metavar="PATH",
-                   help="config file (default: the config.yaml beside the manifest, else ./config.yaml, else "
-                        "built-in defaults)")
+    add_config_flag(v)
     v.add_argument("--campaign-id", metavar="ID",
                    help="campaign for rows without a campaign_id cell (campaign_id; default none)")
     v.add_argument("--report", type=Path, metavar="PATH.xlsx",

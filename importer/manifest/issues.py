@@ -68,7 +68,6 @@ class Issues:
 def flag_duplicates(
     issues: Issues,
     keyed: np.ndarray,
-    active: np.ndarray,
     campaign: np.ndarray,
     email: np.ndarray,
     timestamps: np.ndarray,
@@ -96,11 +95,11 @@ def flag_duplicates(
     first_sorted[np.unique(group)] = first_of_group
     later = positions[dup]
     first = positions[first_sorted[group[dup]]]
-    texts = np.empty(len(active), dtype=object)
+    texts = np.empty(len(keyed), dtype=object)
     texts[later] = [f"duplicate of row {int(lines[i])}" for i in first]
-    mask = np.zeros(len(active), dtype=bool)
+    mask = np.zeros(len(keyed), dtype=bool)
     mask[later] = True
-    issues.add(mask & active, column, texts)
+    issues.add(mask, column, texts)
 
 
 def first_names_by_email(

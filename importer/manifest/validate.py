@@ -1,8 +1,8 @@
 """Validating a loaded manifest: every rule of the spec, every problem at once, by spreadsheet row.
 
 Columns are checked as whole vectors (fields, timestamps, phones); files once per distinct path (files.py); only
-the final assembly of `CallRow`s loops over rows. Rows of a results CSV that were already uploaded are
-carried over untouched: not validated, not counted as invalid.
+the final assembly of `CallRow`s loops over rows. Rows a results CSV calls uploaded are validated too (the
+ledger decides from their key); only those that no longer validate are carried over on the file's word.
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ def validate_manifest(
     # is carried over on the file's word instead of being called invalid.
     prior = _prior_status(loaded, n)
     carried_mask = np.isin(prior, list(CARRIED_STATUSES))
-    active = np.ones(n, dtype=bool)
     unknown_status = (prior != "") & ~np.isin(prior, list(STATUSES))
     if unknown_status.any():
         texts = np.full(n, "", dtype=object)
@@ -76,19 +75,19 @@ def validate_manifest(
 
     # Required fields. fields.py trims what it is given, so it gets the raw columns.
     file_v = as_text(frame[cols.fields["file_path"]]).to_numpy(dtype=object)
-    issues.add(active & (file_v == ""), column_of("file_path"), MISSING)
+    issues.add(file_v == "", column_of("file_path"), MISSING)
     email, email_err = normalize_emails(raw("agent_email"))
-    issues.add(active & (email == ""), column_of("agent_email"), MISSING)
-    issues.add(active & (email_err != ""), column_of("agent_email"), email_err)
+    issues.add(email == "", column_of("agent_email"), MISSING)
+    issues.add(email_err != "", column_of("agent_email"), email_err)
     timestamps, ts_err = parse_timestamps(
         raw("conversation_timestamp"), timezone=cfg.manifest.timezone, dayfirst=cfg.manifest.dayfirst, now=now
     )
     ts_missing = (timestamps == 0) & (ts_err == "")  # a parsed time is never 0 (it is after 2000)
-    issues.add(active & ts_missing, column_of("conversation_timestamp"), MISSING)
-    issues.add(active & (ts_err != ""), column_of("conversation_timestamp"), ts_err)
+    issues.add(ts_missing, column_of("conversation_timestamp"), MISSING)
+    issues.add(ts_err != "", column_of("conversation_timestamp"), ts_err)
     campaign = _campaigns(raw("campaign_id"), cfg, n)
     issues.add(
-        active & (campaign == ""),
+        campaign == "",
         column_of("campaign_id"),
         MISSING + ": fill the cell, or set campaign_id in config.yaml (or --campaign-id)",
     )
@@ -96,18 +95,18 @@ def validate_manifest(
 
     sources = Sources(cfg.files)
     try:
-        path_code, infos = _check_files(loaded, file_v, active, cfg, sources, issues, column_of("file_path"))
+        path_code, infos = _check_files(loaded, file_v, cfg, sources, issues, column_of("file_path"))
         durations_by_path: dict[int, float | None] = {}
         if with_durations:
             durations_by_path = _read_durations(
-                infos, path_code, active & (file_v != ""), issues, column_of("file_path"), sources
+                infos, path_code, file_v != "", issues, column_of("file_path"), sources
             )
     finally:
         sources.close()
-    meta_values = _check_metadata(frame, cols, cfg, active, issues, shown)
+    meta_values = _check_metadata(frame, cols, cfg, issues, shown)
 
-    # Duplicates: same campaign, agent, timestamp and file as an earlier row (carried rows count as earlier
-    # rows: a copy of an uploaded row must not be sent again). "Same file" is what the ledger's key holds,
+    # Duplicates: same campaign, agent, timestamp and file as an earlier row (rows a results file calls
+    # uploaded count as earlier rows: a copy of an uploaded row must not be sent again). "Same file" is what the ledger's key holds,
     # name and size, so a copy of a recording in another folder is caught too (else both would be sent).
     keyed = (
         (campaign != "") & (email_err == "") & (email != "") & (ts_err == "") & ~ts_missing & (file_v != "")
@@ -118,7 +117,7 @@ def validate_manifest(
     ))
     same_file = file_key[path_code] if n else path_code
     flag_duplicates(
-        issues, keyed, active, campaign, email, timestamps, same_file, lines, column_of("file_path")
+        issues, keyed, campaign, email, timestamps, same_file, lines, column_of("file_path")
     )
 
     # Names: the first name given for an email wins; a different one later is a warning.
@@ -127,7 +126,7 @@ def validate_manifest(
         cols.fields["agent_name"] or cols.fields["agent_first_name"] or cols.fields["agent_last_name"]
     )
     name_column = shown[name_label] if name_label is not None else field_header(cfg, "agent_name")
-    good_email = active & (email != "") & (email_err == "")
+    good_email = (email != "") & (email_err == "")
     first_names = first_names_by_email(issues, good_email, email, names, lines, name_column)
 
     bad = issues.error_mask(n)
@@ -137,7 +136,7 @@ def validate_manifest(
         gone = set(lines[file_word].tolist())
         problems = [p for p in problems if p.row not in gone]
         invalid = {i: v for i, v in invalid.items() if not file_word[i]}
-    valid_idx = np.flatnonzero(active & ~bad)
+    valid_idx = np.flatnonzero(~bad)
     calls, agents = _assemble(
         valid_idx,
         lines,
@@ -197,15 +196,13 @@ def _check_campaign_ids(campaign: np.ndarray, issues: Issues, column: str) -> No
 def _check_files(
     loaded: LoadedManifest,
     file_v: np.ndarray,
-    active: np.ndarray,
     cfg: Config,
     sources: Sources,
     issues: Issues,
     column: str,
 ) -> tuple[np.ndarray, list[FileInfo | None]]:
-    """Resolve each distinct cell, check each distinct resolved path once (the cells of carried rows are
-    resolved, for duplicates, but not checked: their files may be gone). Returns each row's path code and
-    the FileInfo of each distinct path (None when unchecked)."""
+    """Resolve each distinct cell, check each distinct resolved path once. Returns each row's path code and
+    the FileInfo of each distinct path (None when unchecked: an empty cell, a Windows path)."""
     n = len(file_v)
     bases = manifest_bases(loaded.path, loaded.is_results)
     if loaded.base_dir:
@@ -214,7 +211,7 @@ def _check_files(
     resolved = [sources.resolve(str(c), bases) if c else "" for c in cell_uniques]
     path_of_cell, path_uniques = pd.factorize(np.asarray(resolved, dtype=object))
     path_code = path_of_cell[cell_codes] if n else np.zeros(0, dtype=np.int64)
-    present = active & (file_v != "")
+    present = file_v != ""
     windows = np.array([windows_path_problem(str(c)) or "" for c in cell_uniques], dtype=object)
     if (windows != "").any():
         on_row = windows[cell_codes]
@@ -237,7 +234,6 @@ def _check_metadata(
     frame: pd.DataFrame,
     cols: ColumnMap,
     cfg: Config,
-    active: np.ndarray,
     issues: Issues,
     shown: dict[str, str],
 ) -> list[np.ndarray]:
@@ -246,11 +242,11 @@ def _check_metadata(
     for label, _key in cols.metadata:
         if label in cols.phones:
             values, errors = normalize_phones(frame[label], cfg.metadata.default_region)
-            issues.add(active & (errors != ""), shown[label], errors)
+            issues.add(errors != "", shown[label], errors)
         else:
             values = as_text(frame[label]).to_numpy(dtype=object)
         out.append(values)
-        long = active & (pd.Series(values, dtype=object).str.len().to_numpy() > LONG_METADATA_CHARS)
+        long = pd.Series(values, dtype=object).str.len().to_numpy() > LONG_METADATA_CHARS
         if long.any():
             texts = np.empty(len(values), dtype=object)
             texts[long] = [
