@@ -98,11 +98,18 @@ class RateLimiter:
             slot = max(now, self._next, self._paused_until)
             if self.interval:
                 self._next = slot + self.interval
-        delay = slot - time.monotonic()
-        if delay > 0:
-            if stop is not None:
-                return not stop.wait(delay)
-            time.sleep(delay)
+        while True:
+            delay = slot - time.monotonic()
+            if delay > 0:
+                if stop is not None and stop.wait(delay):
+                    return False
+                if stop is None:
+                    time.sleep(delay)
+            # A 429 that came to another thread while this one waited holds this one too.
+            with self._lock:
+                if self._paused_until <= time.monotonic():
+                    break
+                slot = self._paused_until
         return not (stop is not None and stop.is_set())
 
 

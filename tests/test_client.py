@@ -251,3 +251,28 @@ def test_rate_limiter_spaces_requests_across_threads():
     # 40 requests at 50/s cannot take less than 39 intervals (a floor, never a timing ceiling)
     assert stamps[-1] - stamps[0] >= 39 * 0.02 * 0.95
     assert min(gaps) >= 0
+
+
+def test_a_pause_that_comes_while_a_thread_waits_holds_that_thread_too():
+    # Worker A got a 429 (Retry-After 0.3) and waits; worker B's 429 a moment later says 0.6 from the start.
+    # A must not send at 0.3 into a pause the server asked for: the race behind a flaky 429-storm test.
+    limiter = RateLimiter(0)
+    start = time.monotonic()
+    limiter.pause_until(start + 0.3)
+    woke: list[float] = []
+    waiter = threading.Thread(target=lambda: (limiter.acquire(threading.Event()), woke.append(time.monotonic())))
+    waiter.start()
+    time.sleep(0.1)
+    limiter.pause_until(start + 0.6)
+    waiter.join(5)
+    assert woke and woke[0] >= start + 0.6
+
+
+def test_a_stop_while_held_by_a_pause_returns_false_at_once():
+    limiter = RateLimiter(0)
+    limiter.pause_until(time.monotonic() + 30)
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    t0 = time.monotonic()
+    assert limiter.acquire(stop) is False
+    assert time.monotonic() - t0 < 10  # held 30 s otherwise

@@ -214,7 +214,13 @@ def test_the_network_to_the_database_cut_claims_not_recorded_are_not_sent(tmp_pa
         from importer.ledger.postgres import PostgresLedger
 
         with PostgresLedger(pg_url, sb.url.rstrip("/")) as led:
-            assert led.counts() == {"uploaded": len(sb.calls())}
+            counts = led.counts()
+            assert counts.pop("uploaded") == len(sb.calls())
+            # A claim the database recorded though its answer was lost in the cut was never sent: it is given
+            # back as `failed` (safe to send), never left `sending` or turned `unknown`.
+            assert set(counts) <= {"failed"} and counts.get("failed", 0) <= WORKERS, counts
+            given_back = led._all("SELECT error FROM allobrain_calls WHERE status='failed'", (), what="test")
+            assert all(e == "claimed, but the claim could not be confirmed: not sent" for (e,) in given_back)
 
         r = rerun(sb, manifest, cfg, tmp_path / "final.csv")
         assert r.code == 0, r.out + r.err
