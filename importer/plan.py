@@ -9,12 +9,12 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .errors import ImportToolError
 from .ledger import UNKNOWN, UPLOADED, CallKey, Entry, LedgerBackend, Upload
 from .manifest import CallRow, ValidatedManifest, total_bytes, total_duration
 from .results import Outcome
-from .sources import SourceProblem, Sources
+from .sources import Sources
 from .statuses import CARRIED_STATUSES
+from .twins import Fingerprints, find_twins
 
 UNKNOWN_HINT = "the server may already have this call; check it, then rerun with --retry-unknown to send it again"
 
@@ -27,6 +27,7 @@ def call_key(call: CallRow) -> CallKey:
 class Plan:
     settled: dict[int, Outcome] = field(default_factory=dict)  # row index -> outcome known without a request
     to_send: list[CallRow] = field(default_factory=list)  # in manifest order
+    twins: dict[int, CallRow] = field(default_factory=dict)  # row index -> the earlier row sent for its recording
     agents: dict[str, str] = field(default_factory=dict)  # email -> invite name, for the rows to send
     already_uploaded: int = 0
     held_unknown: int = 0
@@ -56,7 +57,8 @@ def make_plan(vm: ValidatedManifest, ledger: LedgerBackend | None, *, retry_unkn
     # ledger, a claim it does not know is an edited or reused row, and is sent.
     own_file = ledger is not None and vm.loaded.results_ledger is not None and (
         vm.loaded.results_ledger == ledger.ledger_id)
-    same = _SameRecording(ledger, sources or Sources(remote=False)) if ledger is not None and not allow_same_recording else None
+    prints = Fingerprints((sources or Sources(remote=False)).fingerprint)
+    same = _SameRecording(ledger, prints) if ledger is not None and not allow_same_recording else None
     for call, entry in _with_entries(vm.calls, ledger):
         if entry is not None and entry.status == UPLOADED:
             plan.settled[call.index] = Outcome("already_uploaded", call_id=entry.call_id)
@@ -82,6 +84,10 @@ def make_plan(vm: ValidatedManifest, ledger: LedgerBackend | None, *, retry_unkn
             plan.same_recording += 1
             continue
         plan.to_send.append(call)
+    if not allow_same_recording:  # the same recording twice in this manifest: the first row is sent
+        plan.twins = find_twins(plan.to_send, prints)
+        plan.to_send = [c for c in plan.to_send if c.index not in plan.twins]
+    for call in plan.to_send:
         plan.agents.setdefault(call.agent_email, vm.agents.get(call.agent_email, call.agent_name))
     return plan
 
@@ -112,11 +118,10 @@ class _SameRecording:
     """A row's recording uploaded to its campaign under another key. A file is hashed only when the ledger
     holds an upload of the same size in that campaign, so the common case costs one set lookup."""
 
-    def __init__(self, ledger: LedgerBackend, sources: Sources) -> None:
+    def __init__(self, ledger: LedgerBackend, prints: Fingerprints) -> None:
         self.ledger = ledger
-        self.sources = sources  # where the recordings live (a remote one is read through, pinned)
+        self.prints = prints  # where the recordings live (a remote one is read through, pinned)
         self.sizes = ledger.uploaded_sizes()
-        self._hashes: dict[str, str | None] = {}
 
     def find(self, call: CallRow) -> Upload | None:
         if (call.campaign_id, call.file_size) not in self.sizes:
@@ -124,11 +129,5 @@ class _SameRecording:
         uploads = [u for u in self.ledger.uploads_of_size(call.campaign_id, call.file_size) if u.fingerprint]
         if not uploads:
             return None
-        path = str(call.file_path)
-        if path not in self._hashes:
-            try:
-                self._hashes[path] = self.sources.fingerprint(call)
-            except (OSError, SourceProblem, ImportToolError):  # unreadable now: the upload will say so
-                self._hashes[path] = None
-        mine = self._hashes[path]
-        return next((u for u in uploads if u.fingerprint == mine), None)
+        mine = self.prints.of(call)
+        return next((u for u in uploads if u.fingerprint == mine), None) if mine else None

@@ -63,6 +63,8 @@ def plan_lines(plan: Plan, to_invite: list[str], api_url: str | None) -> list[st
         f"  calls to send:      {len(plan.to_send)}",
         f"  already uploaded:   {plan.already_uploaded}",
     ]
+    if plan.twins:
+        lines.append(f"  same recording as an earlier row: {len(plan.twins)} (sent once, with that row)")
     if plan.held_unknown:
         lines.append(f"  unknown, held back: {plan.held_unknown} (add --retry-unknown to resend)")
     lines += [
@@ -98,7 +100,8 @@ def summary_lines(s: RunSummary, rerun: str) -> list[str]:
         lines.append(f"  ... and {len(failed) - MAX_FAILED_AGENTS_LISTED} more (each row's import_error names its agent)")
     if s.same_recording:
         lines.append(f"note: {plural(s.same_recording, 'row')} not sent: the same recording is already uploaded to "
-                     "the campaign under another timestamp, name or agent (import_error says when; "
+                     "the campaign under another timestamp, name or agent, earlier or by another row of this "
+                     "manifest (import_error says when; "
                      "--allow-same-recording sends them anyway)")
     if s.file_word:
         lines.append(f"note: {plural(s.file_word, 'row')} skipped on the results file's word alone: it says uploaded, "

@@ -22,7 +22,7 @@ from .errors import UsageError
 from .guards import CampaignGuard, ReachabilityGuard
 from .held import HeldRows
 from .ledger import FAILED, UNKNOWN, UPLOADED, CallKey, LedgerBackend, LedgerUnavailable, open_ledger
-from .manifest import CallRow, LoadedManifest, ValidatedManifest, manifest_bases
+from .manifest import CallRow, ValidatedManifest, manifest_bases
 from .outage import Outage
 from .paced import RunPacing
 from .plan import UNKNOWN_HINT, Plan, call_key, make_plan
@@ -32,6 +32,7 @@ from .run_state import NoProgress, Progress, RunSummary, StopSignal
 from .runinfo import RunInfo
 from .safety import canonical_api
 from .sources import Sources
+from .twins import Twins
 
 log = logging.getLogger("importer.run")
 
@@ -81,6 +82,7 @@ class ImportRun:
         self.summary = RunSummary(writer.path, writer.counts, writer.total)
         self._bytes_lock = threading.Lock()
         self.held = HeldRows(ledger, self._finish, lambda: self.progress.advance("uploads"))
+        self.twins = Twins({})  # rows whose recording an earlier row sends (the plan's); they follow its outcome
 
     # --- the whole run ----------------------------------------------------------------------------
 
@@ -91,6 +93,7 @@ class ImportRun:
             plan = make_plan(self.vm, self.ledger, retry_unknown=self.retry_unknown,
                              allow_same_recording=self.allow_same_recording, sources=self.client.sources)
             self.summary.same_recording, self.summary.file_word = plan.same_recording, plan.file_word
+            self.twins = Twins(plan.twins)
             failed_agents = self._invite_agents(plan) if self.pacing.ready() else {}  # outside hours: nothing
             self._upload(plan, failed_agents)
         finally:
@@ -164,6 +167,8 @@ class ImportRun:
                 settled = plan.settled.get(index)
                 if settled is not None:
                     self._finish(index, settled)
+                    continue
+                if index in self.twins:  # written when the row it follows ends
                     continue
                 call = next(calls)
                 skipped = self._reason_not_to_send(call, failed_agents)
@@ -325,21 +330,15 @@ class ImportRun:
             outcome = Outcome(outcome.status, outcome.http_status, outcome.error, outcome.attempts,
                               outcome.call_id, finished_now())
         self.writer.add(index, outcome)
+        for twin in self.twins.follow(index, outcome):
+            self._finish(twin.index, twin.outcome)
+            if twin.not_sent:
+                with self._bytes_lock:
+                    self.summary.same_recording += 1
         if self.writer.error is not None and not self.stop.requested:
             # Without its results file the run cannot report what it did: nothing new starts.
             log.error("cannot write the results file (%s); stopping the run", self.writer.error)
             self.stop.request()
-
-
-def _row_numbers(loaded: LoadedManifest) -> list[int]:
-    """import_row of each row: its row in the first manifest, kept through reruns of results files."""
-    numbers = [int(n) for n in loaded.line_numbers]
-    imports = loaded.import_columns
-    if imports is not None and "import_row" in imports.columns:
-        for i, cell in enumerate(imports["import_row"].fillna("").astype(str).str.strip().tolist()):
-            if cell.isdigit() and cell.isascii():
-                numbers[i] = int(cell)
-    return numbers
 
 
 def _signal_name(signum: int | None) -> str:
@@ -375,7 +374,7 @@ def run_import(vm: ValidatedManifest, cfg: Config, *, api_url: str, api_key: str
                    settings=cfg.recorded())
     with open_ledger(cfg, api, state_dir=state_dir, manifest=info.manifest) as ledger:
         info = replace(info, ledger=ledger.ledger_id)
-        writer = writer_for(results_path, loaded.headers, loaded.delimiter, rows, _row_numbers(loaded), vm.problems)
+        writer = writer_for(results_path, loaded.headers, loaded.delimiter, rows, loaded.row_numbers(), vm.problems)
         summary: RunSummary | None = None
         try:
             runinfo.write(results_path, info)

@@ -56,6 +56,16 @@ class LoadedManifest:
         """The frame's label for `header`, matched case-insensitively after trimming; None if absent."""
         return header_lookup(self.headers).get(header_key(header))
 
+    def row_numbers(self) -> list[int]:
+        """import_row of each row: its row in the first manifest, kept through reruns of results files."""
+        numbers = [int(n) for n in self.line_numbers]
+        if self.import_columns is not None and "import_row" in self.import_columns.columns:
+            cells = self.import_columns["import_row"].fillna("").astype(str).str.strip().tolist()
+            for i, cell in enumerate(cells):
+                if cell.isdigit() and cell.isascii():
+                    numbers[i] = int(cell)
+        return numbers
+
 
 def header_key(header: str) -> str:
     """How headers are compared: trimmed, case-insensitive."""

@@ -142,6 +142,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "p_agents_list": ("Agents to invite", "Agents à inviter"),
     "p_calls": ("Calls to send", "Appels à envoyer"),
     "p_already": ("Already uploaded (skipped)", "Déjà envoyés (ignorés)"),
+    "p_twins": ("Same recording as an earlier row (sent once)", "Même enregistrement qu'une ligne précédente (envoyé une fois)"),
     "p_held": ("Unknown, held back", "Inconnus, mis de côté"),
     "p_invalid": ("Invalid rows (not sent)", "Lignes invalides (non envoyées)"),
     "p_see_problems": ("see them", "les voir"),

@@ -247,6 +247,7 @@ def plan(page: Page) -> Response:
         "to_invite": len(dry.to_invite), "agents_known": len(p.agents) - len(dry.to_invite),
         "agents_list": [f"{e} ({p.agents[e]})" for e in dry.to_invite[:50]],
         "calls": len(p.to_send), "already": p.already_uploaded, "held": p.held_unknown, "invalid": p.invalid,
+        "twins": len(p.twins),
         "bytes": fmt_bytes(p.bytes_to_send),
         "audio": _audio(page.t, seconds, len(p.to_send)),
         "finish": _finish(page.t, dry, cfg),

@@ -1,0 +1,101 @@
+"""The same recording twice in one manifest: sent once.
+
+"A recording is uploaded once per campaign, whatever else changes" holds inside one run too. Two rows to
+send whose recordings have the same bytes (the same file named twice, or a copy under another name, agent
+or timestamp), to the same campaign, are twins: the first in manifest order is sent, the later ones follow
+its outcome without a request of their own. Decided in the plan, so --dry-run shows it, and deterministic:
+with eight workers in flight the ledger's same-recording rule alone would catch some twins and not others.
+
+A file is hashed only when another row to send has the same size in the same campaign, and a file named by
+several rows is hashed once, so the common case costs one dictionary pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import ImportToolError
+from .manifest import CallRow
+from .results import Outcome
+from .sources import SourceProblem
+
+ALLOW = "--allow-same-recording sends it anyway"
+
+
+class Fingerprints:
+    """sha256 of each recording, computed at most once per file; None when it cannot be read now (the
+    upload will say why)."""
+
+    def __init__(self, fingerprint: Callable[[CallRow], str]) -> None:
+        self._fingerprint = fingerprint
+        self._known: dict[str, str | None] = {}
+
+    def of(self, call: CallRow) -> str | None:
+        path = str(call.file_path)
+        if path not in self._known:
+            try:
+                self._known[path] = self._fingerprint(call)
+            except (OSError, SourceProblem, ImportToolError):
+                self._known[path] = None
+        return self._known[path]
+
+
+def find_twins(calls: list[CallRow], prints: Fingerprints) -> dict[int, CallRow]:
+    """Row index of each later twin -> the first row (in manifest order) with the same recording and campaign."""
+    by_size: dict[tuple[str, int], list[CallRow]] = {}
+    for call in calls:
+        by_size.setdefault((call.campaign_id, call.file_size), []).append(call)
+    twins: dict[int, CallRow] = {}
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        first_of: dict[str, CallRow] = {}
+        for call in group:
+            digest = prints.of(call)
+            if digest is None:
+                continue
+            first = first_of.setdefault(digest, call)
+            if first is not call:
+                twins[call.index] = first
+    return twins
+
+
+@dataclass(frozen=True)
+class Followed:
+    index: int
+    outcome: Outcome
+    not_sent: bool  # already uploaded through its first twin (counted with the same-recording rule)
+
+
+class Twins:
+    """Holds the later twins until their first row has its outcome, then gives theirs."""
+
+    def __init__(self, twin_of: dict[int, CallRow]) -> None:
+        self._first = twin_of
+        self._waiting: dict[int, list[int]] = {}
+        for later, first in twin_of.items():
+            self._waiting.setdefault(first.index, []).append(later)
+        self._lock = threading.Lock()
+
+    def __contains__(self, index: int) -> bool:
+        return index in self._first
+
+    def follow(self, index: int, outcome: Outcome) -> list[Followed]:
+        """The outcomes of the rows waiting on row `index`, now that it has `outcome`."""
+        with self._lock:
+            later = self._waiting.pop(index, [])
+        return [_followed(i, self._first[i], outcome) for i in later]
+
+
+def _followed(index: int, first: CallRow, outcome: Outcome) -> Followed:
+    where = f"row {first.row} ({first.file_name})"
+    if outcome.status in ("uploaded", "already_uploaded"):
+        by = "by this run" if outcome.status == "uploaded" else "already"
+        return Followed(index, Outcome("already_uploaded", call_id=outcome.call_id,
+                                       error=f"same recording as {where}, uploaded to this campaign {by}; {ALLOW}"),
+                        True)
+    return Followed(index, Outcome("not_attempted", error=(
+        f"not sent: same recording as {where}, which was not uploaded ({outcome.status}); it goes with that row "
+        f"when that row is sent again, or {ALLOW}")), False)
