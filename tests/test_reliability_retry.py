@@ -70,8 +70,11 @@ def gaps(requests: list[dict]) -> list[float]:
 
 def test_429_storm_with_retry_after_2_is_honoured_by_every_worker(sandbox, env_key, tmp_path):
     manifest, rows = write_manifest(tmp_path, n=3, agents=1)
-    cfg = write_config(tmp_path, max_attempts=3, workers=3)
-    sandbox.inject(UPLOAD, *[(429, "2")] * 5)  # the 3 first attempts, then 2 of the retries
+    # The 3 first attempts, then 2 of the retries. Which rows take those 2 depends on which worker's retry
+    # reaches the server first (a worker a few ms ahead gets its 429 back and holds the others 2 s more), so
+    # max_attempts leaves room for any share of them and the checks are on what holds whatever the order.
+    cfg = write_config(tmp_path, max_attempts=6, workers=3)
+    sandbox.inject(UPLOAD, *[(429, "2")] * 5)
     t0 = time.monotonic()
     r = run(sandbox.url, manifest, cfg, tmp_path / "r.csv")
     assert r.code == 0, r.out + r.err
@@ -80,9 +83,10 @@ def test_429_storm_with_retry_after_2_is_honoured_by_every_worker(sandbox, env_k
     per_row = attempts_by_body(sandbox)
     assert sum(len(v) for v in per_row.values()) == 8  # 5 refused + 3 accepted: nothing more
     for requests in per_row.values():
-        assert 2 <= len(requests) <= 3  # bounded by max_attempts
+        assert len(requests) >= 2  # the 3 first requests are the 3 rows' first attempts: all refused
+        assert [q["status"] for q in requests][-1] == 200 and all(q["status"] == 429 for q in requests[:-1])
         assert all(g >= 1.95 for g in gaps(requests)), "Retry-After: 2 was not honoured"
-    assert sorted(int(x["import_attempts"]) for x in lines) == [2, 3, 3]
+    assert sum(int(x["import_attempts"]) for x in lines) == 8
     assert time.monotonic() - t0 < 30
 
 
