@@ -123,7 +123,8 @@ def profile_rerun(manifest: Path, cfg_path: Path, results: Path) -> None:
     prof = cProfile.Profile()
     with redirect_stdout(io.StringIO()):
         prof.enable()
-        cli_main(["run", str(manifest), "--config", str(cfg_path), "--api-url", API, "--quiet", "--results", str(results)])
+        cli_main(["run", str(manifest), "--config", str(cfg_path), "--api-url", API, "--quiet", "--results", str(results),
+                  "--allow-same-recording"])
         prof.disable()
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf)
