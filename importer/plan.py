@@ -77,6 +77,10 @@ def make_plan(vm: ValidatedManifest, ledger: LedgerBackend | None, *, retry_unkn
             plan.held_unknown += 1
             continue
         earlier = same.find(call) if same is not None else None
+        if earlier is not None and _is_own(earlier, call):  # another run uploaded this very row since the lookup
+            plan.settled[call.index] = Outcome("already_uploaded", call_id=earlier.call_id)
+            plan.already_uploaded += 1
+            continue
         if earlier is not None:
             plan.settled[call.index] = Outcome("already_uploaded", call_id=earlier.call_id,
                                                error=same_recording_note(earlier))
@@ -114,20 +118,51 @@ def same_recording_note(earlier: Upload) -> str:
             f"{stamp} (agent {earlier.agent_email}); --allow-same-recording sends it anyway")
 
 
+def _is_own(upload: Upload, call: CallRow) -> bool:
+    return (upload.agent_email, upload.timestamp, upload.file_name) == (call.agent_email, call.timestamp,
+                                                                          call.file_name)
+
+
 class _SameRecording:
     """A row's recording uploaded to its campaign under another key. A file is hashed only when the ledger
-    holds an upload of the same size in that campaign, so the common case costs one set lookup."""
+    holds an upload of the same size in that campaign, so the common case costs one set lookup.
+
+    The uploads of one (campaign, size) are read once per plan, not once per row: with many rows of one size
+    (fixed-length clips, or a shared ledger that other runs are filling right now) reading them per row made
+    the plan cost rows x uploads, and a run starting beside others sat in its plan until they had sent
+    everything. A plan is a snapshot; the claim of each row still decides at send time."""
 
     def __init__(self, ledger: LedgerBackend, prints: Fingerprints) -> None:
         self.ledger = ledger
         self.prints = prints  # where the recordings live (a remote one is read through, pinned)
         self.sizes = ledger.uploaded_sizes()
+        self._groups: dict[tuple[str, int], _Group] = {}
 
     def find(self, call: CallRow) -> Upload | None:
-        if (call.campaign_id, call.file_size) not in self.sizes:
+        """The earliest upload of this row's recording, or an upload of this row's own key (the ledger
+        learned of it after the plan's lookup): the caller tells the two apart."""
+        where = (call.campaign_id, call.file_size)
+        if where not in self.sizes:
             return None
-        uploads = [u for u in self.ledger.uploads_of_size(call.campaign_id, call.file_size) if u.fingerprint]
-        if not uploads:
+        group = self._groups.get(where)
+        if group is None:
+            group = self._groups[where] = _Group(self.ledger.uploads_of_size(*where))
+        own = group.by_key.get((call.agent_email, call.timestamp, call.file_name))
+        if own is not None:
+            return own
+        if not group.by_fingerprint:
             return None
         mine = self.prints.of(call)
-        return next((u for u in uploads if u.fingerprint == mine), None) if mine else None
+        return group.by_fingerprint.get(mine) if mine else None
+
+
+class _Group:
+    """The uploads of one (campaign, size), oldest first: by fingerprint (the earliest of each) and by key."""
+
+    def __init__(self, uploads: list[Upload]) -> None:
+        self.by_fingerprint: dict[str, Upload] = {}
+        self.by_key: dict[tuple[str, int, str], Upload] = {}
+        for u in uploads:
+            if u.fingerprint:
+                self.by_fingerprint.setdefault(u.fingerprint, u)
+            self.by_key[(u.agent_email, u.timestamp, u.file_name)] = u

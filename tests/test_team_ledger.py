@@ -252,3 +252,46 @@ def test_the_database_password_is_never_printed(tmp_path, pg_url, pg_cluster, sa
     r3 = run_cli("run", manifest, "--config", bad, "--api-url", sandbox.url)
     assert r3.code == 2 and "'ledger.url' carries a password" in r3.err
     assert pg_cluster.password not in r3.out + r3.err
+
+
+def _earlier_uploads(pg_url: str, api: str, file_size: int, n: int) -> None:
+    """What an earlier import leaves in a team ledger: `n` uploads to this campaign of other recordings that
+    happen to be the same size as this manifest's (fixed-length clips), written as one bulk statement."""
+    import psycopg
+
+    from importer.ledger.postgres import PostgresLedger
+
+    PostgresLedger(pg_url, api).close()  # creates the schema
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO allobrain_calls (api, campaign_id, agent_email, ts, file_name, file_size, status, call_id,"
+            " http_status, run_id, fingerprint) SELECT %s, %s, 'earlier@example.com', i, 'old' || i || '.wav', %s,"
+            " 'uploaded', md5(i::text), 200, 'an-earlier-run', md5('recording ' || i) FROM generate_series(1, %s) i",
+            (api, CAMPAIGN, file_size, n))
+
+
+def test_a_run_starting_beside_another_begins_uploading_and_shares_the_work(tmp_path, pg_url):
+    """The same-recording rule reads the ledger's uploads of a row's size and campaign. It read them once per
+    row to send, so a run's plan grew with rows x uploads of that size: with another run filling the ledger
+    at once (or an earlier import of clips of one length), a run sat in its plan until the others had done
+    everything. Read once per size, it starts at once and takes its share."""
+    from importer.safety import canonical_api
+
+    with Sandbox(latency_ms=100, data_dir=tmp_path / "server") as sb:
+        manifest, rows = write_manifest(tmp_path, n=300, agents=2)
+        sizes = {r.file.stat().st_size for r in rows}
+        assert len(sizes) == 1, sizes
+        _earlier_uploads(pg_url, canonical_api(sb.url), sizes.pop(), 20000)
+        cfg = team_config(tmp_path, pg_url)
+        # A colleague's run that skips the rule (so it sends from its first second), and this run, at once.
+        other = child(manifest, cfg, sb, tmp_path / "other.csv", "--allow-same-recording")
+        mine = child(manifest, cfg, sb, tmp_path / "mine.csv")
+        (c1, out1), (c2, out2) = finish(other), finish(mine)
+        assert (c1, c2) == (0, 0), out1 + out2
+        held = server_fingerprints(sb.calls())
+        assert len(sb.calls()) == 300 and set(held.values()) == {1}, "a call reached the sandbox twice"
+        theirs, ours = check_results_file(tmp_path / "other.csv", rows), check_results_file(tmp_path / "mine.csv", rows)
+        assert _count(theirs, "uploaded") + _count(ours, "uploaded") == 300
+        assert _count(ours, "uploaded") > 0, "this run sat in its plan while the other one sent everything"
+        # The rows the other run sent are already_uploaded by their own key, never "the same recording".
+        assert not [x for x in ours if "same recording" in x["import_error"]]
