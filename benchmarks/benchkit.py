@@ -80,13 +80,17 @@ def print_machine() -> None:
 
 
 def wav_bytes(seconds: float, rate: int = 8000, seed: int = 0) -> bytes:
-    """An 8-bit mono WAV of `seconds`; `seed` changes the samples so files differ."""
+    """An 8-bit mono WAV of `seconds`; `seed` changes the samples so files differ (every seed: the first
+    samples hold it, since the pattern alone repeats every 256 seeds and the same-recording rule would then
+    rightly skip a file uploaded under another name)."""
     buf = io.BytesIO()
+    frames = bytearray(bytes([(128 + seed + i) % 256 for i in range(256)]) * (int(seconds * rate) // 256 + 1))
+    frames[:8] = seed.to_bytes(8, "little")
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(1)
         w.setframerate(rate)
-        w.writeframes(bytes([(128 + seed + i) % 256 for i in range(256)]) * (int(seconds * rate) // 256 + 1))
+        w.writeframes(bytes(frames))
     return buf.getvalue()
 
 
