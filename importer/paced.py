@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from .client import Attempted
 from .config import Config
+from .ledger import LedgerBackend
 from .pacing import ByteBucket, Pacer, Pause, SystemClock, parse_hours
 from .results import Outcome
 
@@ -23,14 +24,14 @@ log = logging.getLogger("importer.run")
 
 
 class RunPacing:
-    def __init__(self, cfg: Config, count_since: Callable[[float], int], stop: threading.Event,
-                 progress: object) -> None:
+    def __init__(self, cfg: Config, ledger: LedgerBackend, stop: threading.Event, progress: object) -> None:
         u = cfg.upload
         self._progress = progress
         self.pacer = Pacer(
             clock=SystemClock(stop), zone=ZoneInfo(cfg.manifest.timezone), max_per_day=u.max_per_day,
-            count_since=count_since, hours=parse_hours(u.hours, cfg.manifest.timezone) if u.hours else None,
-            wait=u.wait, on_wait=self._on_wait,
+            count_since=ledger.count_uploaded_since,
+            hours=parse_hours(u.hours, cfg.manifest.timezone) if u.hours else None, wait=u.wait,
+            on_wait=self._on_wait, elsewhere=ledger.uploads_elsewhere_since,  # the fleet, on a shared ledger
         )
         self.bandwidth = ByteBucket(u.max_mb_per_second).take if u.max_mb_per_second else None
         self._admitted = threading.local()

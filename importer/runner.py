@@ -50,7 +50,7 @@ class ImportRun:
         self.retry_unknown = retry_unknown
         self.stop = stop or StopSignal()
         self.progress = progress or NoProgress()
-        self.pacing = RunPacing(cfg, ledger.count_uploaded_since, self.stop.event, self.progress)
+        self.pacing = RunPacing(cfg, ledger, self.stop.event, self.progress)
         u = cfg.upload
         outage = Outage(u.ride_out_seconds)
         self.admission = Admission.for_workers(u.workers, u.max_workers, status=getattr(self.progress, "status", None),

@@ -231,6 +231,45 @@ def test_the_last_place_waits_for_the_uploads_in_flight_instead_of_stopping_earl
     assert got == [None]
 
 
+def test_on_a_shared_ledger_the_other_runs_uploads_count_at_once_not_at_the_next_count():
+    clock = FakeClock(at("2026-12-01T10:00:00"))
+    t0 = clock.t
+    times: list[float] = []  # every upload of the fleet, as the ledger stamps them
+    sending = [0]  # rows the other runs are sending now
+    pacer = make_pacer(clock, times, max_per_day=200,
+                       elsewhere=lambda since: sum(t >= since for t in times) + sending[0])
+    assert pacer.before_start() is None  # counted: 0, far from the limit
+    pacer.after(False)
+    clock.sleep(1)  # the count is 1 s old: not counted again on age alone
+    times.extend([t0 + 0.5] * 196)  # meanwhile the other runs uploaded 196 and are sending 4: the quota is full
+    sending[0] = 4
+    got: list[str | None] = []
+    worker = threading.Thread(target=lambda: got.append(pacer.before_start()))
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive() and not got, "let through though the fleet has the whole quota in flight or done"
+    times.extend([t0 + 0.7] * 4)  # the four went through
+    sending[0] = 0
+    worker.join(10)
+    assert got and got[0] is not None and got[0].startswith("daily quota reached: 200 uploads in 24 h")
+
+
+def test_a_quota_filled_only_by_other_runs_in_flight_waits_for_them_instead_of_stopping():
+    clock = FakeClock(at("2026-12-01T10:00:00"))
+    times: list[float] = [clock.t - 10] * 9
+    sending = [1]
+    pacer = make_pacer(clock, times, max_per_day=10,
+                       elsewhere=lambda since: sum(t >= since for t in times) + sending[0])
+    got: list[str | None] = []
+    worker = threading.Thread(target=lambda: got.append(pacer.before_start()))
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive() and not got, "decided while another run's upload was in flight"
+    sending[0] = 0  # it failed: the last place is free again
+    worker.join(10)
+    assert got == [None]
+
+
 def test_with_wait_the_quota_waits_for_its_slot_then_goes_on():
     clock = FakeClock(at("2026-12-01T10:00:00"))
     times = [clock.t - 23 * 3600]

@@ -295,3 +295,28 @@ def test_a_run_starting_beside_another_begins_uploading_and_shares_the_work(tmp_
         assert _count(ours, "uploaded") > 0, "this run sat in its plan while the other one sent everything"
         # The rows the other run sent are already_uploaded by their own key, never "the same recording".
         assert not [x for x in ours if "same recording" in x["import_error"]]
+
+
+def test_a_daily_quota_shared_by_three_runs_is_passed_by_at_most_the_uploads_in_flight(tmp_path, pg_url):
+    """`upload.max_per_day` holds for the fleet. Each run counted the others' uploads only when it counted the
+    ledger again (every 5 s, or when its own uploads neared the quota), so three fast runs could each send
+    most of the quota before any of them saw the others. Now every check adds what the other runs uploaded
+    since the count and what they are sending: the fleet passes the quota by at most what was in flight."""
+    quota = 150
+    with Sandbox(data_dir=tmp_path / "server") as sb:
+        whole, rows = write_manifest(tmp_path, n=3 * quota, agents=1)
+        header, *lines = whole.read_text(encoding="utf-8").splitlines()
+        procs = []
+        for i in range(3):  # three different manifests, each as long as the whole quota
+            part = tmp_path / f"part{i}.csv"
+            part.write_text("\n".join([header, *lines[i::3]]) + "\n", encoding="utf-8")
+            cfg = team_config(tmp_path, pg_url, max_per_day=quota, name=f"team{i}.yaml")
+            procs.append(child(part, cfg, sb, tmp_path / f"r{i}.csv"))
+        results = [finish(p) for p in procs]
+        assert all(code == 1 for code, _ in results), results
+        sent = len(sb.calls())
+        assert set(server_fingerprints(sb.calls()).values()) == {1}
+        assert quota <= sent <= quota + 3 * WORKERS, f"{sent} uploads for a daily quota of {quota}"
+        for i in range(3):
+            held = [x for x in read_results(tmp_path / f"r{i}.csv") if x["import_status"] == "not_attempted"]
+            assert held and all(x["import_error"].startswith("daily quota reached: ") for x in held)

@@ -268,6 +268,21 @@ class PostgresLedger:
                          what="counting uploads", window=self.claim_window)
         return int(n)
 
+    def uploads_elsewhere_since(self, epoch_seconds: float) -> int:
+        """What the rest of the fleet did to the daily quota since this run last counted: calls of this API
+        other runs recorded as uploaded at or after that time, plus the rows live runs are sending now (they
+        will most likely count). Cheap: a range of the uploads index a few seconds long, and the few rows in
+        flight."""
+        me = self.identity.run_id
+        (n,) = self._one(
+            "SELECT (SELECT count(*) FROM allobrain_calls WHERE api=%s AND status='uploaded'"
+            " AND updated_at >= to_timestamp(%s) AND run_id IS DISTINCT FROM %s)"
+            " + (SELECT count(*) FROM allobrain_calls c JOIN allobrain_runs r ON r.run_id=c.run_id"
+            " WHERE c.status='sending' AND c.api=%s AND c.run_id<>%s AND r.ended_at IS NULL"
+            " AND r.heartbeat_at >= now() - make_interval(secs => r.lease_seconds))",
+            (self.api, epoch_seconds, me, self.api, me), what="counting the fleet's uploads", window=self.claim_window)
+        return int(n)
+
     # --- agents -----------------------------------------------------------------------------------
 
     def invited(self) -> set[str]:

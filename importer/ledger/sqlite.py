@@ -353,6 +353,9 @@ class Ledger:
                                     (self.api, UPLOADED, epoch_seconds)).fetchone()
         return int(n)
 
+    def uploads_elsewhere_since(self, epoch_seconds: float) -> int:
+        return 0  # one run at a time on this ledger: there is no elsewhere
+
     @functools.cached_property
     def _has_upload_times(self) -> bool:
         with self._mutex:

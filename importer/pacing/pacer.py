@@ -76,7 +76,11 @@ def local_time(epoch: float, zone: ZoneInfo) -> str:
 class Pacer:
     def __init__(self, *, clock: SystemClock, zone: ZoneInfo, max_per_day: int = 0,
                  count_since: CountSince | None = None, hours: SendingHours | None = None, wait: bool = False,
-                 on_wait: Callable[[Pause | None], None] | None = None) -> None:
+                 on_wait: Callable[[Pause | None], None] | None = None,
+                 elsewhere: CountSince | None = None) -> None:
+        """`elsewhere(since)`: on a ledger shared by several runs, what the other runs uploaded since that
+        time plus what they are sending now; asked at every check, so that the fleet's progress is never
+        older than the request about to start (see `_used`)."""
         if max_per_day and count_since is None:
             raise ValueError("a daily quota needs the ledger's count")
         self.clock = clock
@@ -86,6 +90,7 @@ class Pacer:
         self.wait = wait
         self.stopped: Pause | None = None  # set when sending stopped for the rest of the run
         self._count_since = count_since
+        self._elsewhere = elsewhere
         self._on_wait = on_wait or (lambda pause: None)
         self._server_until = 0.0
         self._server_reason = ""
@@ -176,6 +181,9 @@ class Pacer:
         used = self._used(now, fresh=True)  # never stop on a stale count
         if used + 1 - own <= self.max_per_day:
             return None
+        assert self._counted is not None
+        if self._elsewhere is not None and self._counted[0] + 1 <= self.max_per_day:
+            return "in_flight"  # only other runs' uploads in flight fill it: wait for them, as for this run's
         assert self._count_since is not None
         slot = next_quota_slot(self._count_since, self.max_per_day, now)
         return Pause(QUOTA, slot, f"daily quota reached: {used:,} uploads in 24 h; next slot at "
@@ -184,12 +192,25 @@ class Pacer:
 
     def _used(self, now: float, *, fresh: bool) -> int:
         """Uploads in the last 24 h: the ledger's count (refreshed when old or near the limit) plus this run's
-        uploads since, plus those in flight (they will most likely count)."""
+        uploads since, plus those in flight (they will most likely count), plus, on a shared ledger, what the
+        other runs uploaded since the count and are sending now.
+
+        That last part is asked at every check. Without it each run saw the others only when it counted
+        again (every COUNT_MAX_AGE, or near the limit by its own reckoning), and N fast runs could each send
+        most of the quota first. With it, the fleet passes `max_per_day` by at most the uploads let through
+        at the same moment by several runs: the workers in flight across the fleet (a run that starts an
+        upload has not yet claimed its row, which is what the others can see), plus the difference between
+        the machines' clocks and the database's times the fleet's rate."""
         counted = self._counted
-        near = counted is not None and counted[0] + self._uploaded_since_count + self._in_flight \
-            >= self.max_per_day - COUNT_MARGIN
-        if fresh or counted is None or near or now - counted[1] > COUNT_MAX_AGE:
-            assert self._count_since is not None
-            counted = self._counted = (self._count_since(now - DAY), now)
-            self._uploaded_since_count = 0
-        return counted[0] + self._uploaded_since_count + self._in_flight
+        if not (fresh or counted is None or now - counted[1] > COUNT_MAX_AGE):
+            used = self._add(counted)
+            if used < self.max_per_day - COUNT_MARGIN:
+                return used
+        assert self._count_since is not None
+        counted = self._counted = (self._count_since(now - DAY), now)
+        self._uploaded_since_count = 0
+        return self._add(counted)
+
+    def _add(self, counted: tuple[int, float]) -> int:
+        others = self._elsewhere(counted[1]) if self._elsewhere is not None else 0
+        return counted[0] + others + self._uploaded_since_count + self._in_flight
