@@ -3,6 +3,7 @@
     python benchmarks/bench_team_ledger.py cost                 # claims, marks, lookups per row, both backends
     python benchmarks/bench_team_ledger.py rerun --rows 100000  # a rerun that skips every row, both backends
     python benchmarks/bench_team_ledger.py one-run              # 2,000 calls, 100 ms, 16 workers: PG vs SQLite
+    python benchmarks/bench_team_ledger.py one-run --backend postgres --repeats 1   # one process per ledger
     python benchmarks/bench_team_ledger.py three-runs           # 3 runs of one manifest at once on one PG ledger
     python benchmarks/bench_team_ledger.py three-reference      # the same work as 3 unrelated SQLite runs
     python benchmarks/bench_team_ledger.py shared-limit         # 3 runs, shared max_per_second 30, sandbox at 30/s
@@ -135,13 +136,14 @@ def team_config(folder: Path, name: str, url: str | None, **upload: object) -> P
 
 
 def one_run(args: argparse.Namespace, pg: PgCluster, folder: Path) -> None:
-    ideal = 16 * 1000 / 100
+    ideal = args.workers * 1000 / 100
     manifest = bk.generate_manifest(folder / "one", args.calls, agents=20)
     figures: dict[str, list[float]] = {"sqlite": [], "postgres": []}
+    backends = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
     for rep in range(args.repeats):
-        for name in ("sqlite", "postgres") if rep % 2 == 0 else ("postgres", "sqlite"):
+        for name in backends if rep % 2 == 0 else backends[::-1]:
             url = pg.create_database(f"one_{name}_{time.monotonic_ns()}") if name == "postgres" else None
-            cfg = team_config(folder, f"one-{name}-{rep}", url, workers=16, max_per_second=0)
+            cfg = team_config(folder, f"one-{name}-{rep}", url, workers=args.workers, max_per_second=0)
             summary = folder / f"one-{name}-{rep}.json"
             with bk.SandboxProcess(folder / "srv", latency_ms=100) as sb:
                 m = bk.measure(bk.cli("run", manifest, "--config", cfg, "--api-url", sb.url, "--quiet",
@@ -151,6 +153,8 @@ def one_run(args: argparse.Namespace, pg: PgCluster, folder: Path) -> None:
             figures[name].append(rate)
             print(f"  {name:<8} run {rep + 1}: exit {m.code}, {rate:.1f} calls/s ({rate / ideal:.1%} of {ideal:.0f}), "
                   f"client CPU {m.cpu:.2f} s, load {os.getloadavg()[0]:.1f}")
+    if args.backend != "both":  # one backend per process: farm-bench pairs two such commands
+        return
     med = {k: sorted(v)[len(v) // 2] for k, v in figures.items()}
     print(f"one run, 2 x {args.repeats} alternating: median SQLite {med['sqlite']:.1f}, PostgreSQL "
           f"{med['postgres']:.1f} calls/s: PG = {med['postgres'] / med['sqlite']:.1%} of SQLite (target >= 95%)")
@@ -214,6 +218,9 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--limited-calls", type=int, default=600)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--backend", choices=["both", "sqlite", "postgres"], default="both",
+                    help="one-run: only this ledger (to pair two processes from outside)")
+    ap.add_argument("--workers", type=int, default=16, help="one-run: upload workers")
     ap.add_argument("--no-fsync", dest="fsync", action="store_false")
     ap.add_argument("--details", action="store_true", help="each run's counts and the sandbox's answers")
     args = ap.parse_args()
