@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .concurrency import AdaptiveLimit, Change, FixedLimit, Usage, usage
+from .concurrency import AdaptiveLimit, Change, FixedLimit, PathSample, Usage, usage
 
 log = logging.getLogger("importer.concurrency")
 
@@ -71,10 +71,15 @@ class Admission:
 
     # --- what the client reports ------------------------------------------------------------------
 
-    def sent(self, nbytes: int) -> None:
+    def sent(self, nbytes: int, path: PathSample | None = None) -> None:
         if self.limiter.adaptive:  # a fixed number learns nothing: no lock taken per block of a body
             with self._cond:
-                self._apply(self.limiter.sent(nbytes, self._clock()))
+                self._apply(self.limiter.sent(nbytes, self._clock(), path))
+
+    def waited(self, seconds: float) -> None:
+        if self.limiter.adaptive and seconds > 0:
+            with self._cond:
+                self._apply(self.limiter.waited(seconds, self._clock()))
 
     def congestion(self, reason: str) -> None:
         if self.limiter.adaptive:

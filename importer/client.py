@@ -213,7 +213,7 @@ class ApiClient:
                 encoder = MultipartEncoder(
                     [("file", (call.file_name, recording, content_type)), *fields_tail], boundary=boundary
                 )
-                body = CountingBody(encoder, self.bandwidth)
+                body = CountingBody(encoder, self._bandwidth if self.bandwidth else None)
                 transport.watch(self.observer)  # the peer's acknowledged bytes go to the concurrency limiter
                 try:
                     response = session.post(
@@ -253,8 +253,10 @@ class ApiClient:
         while True:  # the attempt budget is checked below: max_attempts, or longer while riding out an outage
             if attempt and self.stop.is_set():
                 return _interrupted(last, attempt)
+            waiting = time.monotonic()
             if not self.limiter.acquire(self.stop):
                 return _interrupted(last, attempt)
+            self._waited(invite, time.monotonic() - waiting)
             attempt += 1
             started = time.monotonic()
             retry_after: str | None = None
@@ -307,6 +309,7 @@ class ApiClient:
                 self.limiter.pause_until(time.monotonic() + delay)
             if self.stop.wait(delay):
                 return _interrupted(last, attempt)
+            self._waited(invite, delay)
         assert last is not None
         return Attempted(
             Verdict.RETRY,
@@ -315,6 +318,17 @@ class ApiClient:
             attempt,
             from_source=last.from_source,
         )
+
+    def _waited(self, invite: bool, seconds: float) -> None:
+        """An upload's slot held by our own gates (rate, Retry-After, a retry's delay): not the server's doing."""
+        if not invite and seconds > 0.001 and self.observer is not None:
+            self.observer.waited(seconds)
+
+    def _bandwidth(self, nbytes: int) -> None:
+        assert self.bandwidth is not None
+        waited = self.bandwidth(nbytes)
+        if isinstance(waited, float):
+            self._waited(False, waited)
 
     def _congestion(self, invite: bool, status: int | None, message: str | None) -> None:
         if not invite and self.observer is not None and (reason := congestion_reason(status, message)):

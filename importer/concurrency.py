@@ -4,24 +4,39 @@ Nothing here sleeps, locks or reads the time itself, so every rule is tested on 
 (tests/test_concurrency.py). `admission.py` is the glue that feeds it from the run.
 
 It climbs the goodput hill. Goodput is the body bytes the server acknowledged per second (transport.py; a
-failed attempt's bytes are taken back), measured over a window (MEASURE s; shorter in slow start) that starts SETTLE s after
-each change, so new requests are past their first burst. Each change is judged against the window before it:
+failed attempt's bytes are taken back), measured over a window (MEASURE s; shorter in slow start) that starts
+SETTLE s after each change, so new requests are past their first burst. With the bytes come what the
+connections see of the path (TCP_INFO on Linux): their round trip against the lowest seen (the floor) and
+their retransmissions. A window then says the path is
+- full: the round trip is over the floor by QUEUE_SHARE + QUEUE_MIN, a queue is building at the bottleneck;
+- lossy: not full, and at least LOSSY of the segments were retransmitted. Each stream is then held down by
+  loss (about MSS / RTT x 1.22 / sqrt(loss)), so more streams help until the link is full, and goodput
+  alone is a poor judge: a new stream runs far above its loss-bound rate for its first seconds, so the
+  window before a step reads high and the step looks as if it did not pay;
+- clean: neither (or not known: no TCP_INFO here). Goodput alone judges.
 
-- slow start: from 4, the limit doubles while goodput grows with it (at least GAIN of the proportional gain);
-- a step up that did not pay (goodput grew less than that): back down to where it was, unless goodput still
+Each change is judged against the window before it:
+- slow start: from 4, the limit doubles while goodput grows with it (at least GAIN of the proportional gain),
+  or on a lossy path while goodput did not fall under FELL; a full path ends it unless goodput still grew,
+  keeping the limit (new streams' first burst fills the queue for a moment: the probes down judge it later,
+  on longer windows);
+- a step up that did not pay (or that made the path full): back down to where it was, unless goodput still
   grew by STILL_GREW (then keep it: the link is nearly full); the knee is found, slow start ends;
-- then every PROBE_EVERY windows a probe, judged against the mean of the windows held before it: 25% up
-  (kept if it pays or still grew), or 25% down (kept only when goodput did not fall: the same goodput with
-  fewer requests in flight); a rising latency shows as goodput that does not follow the limit, so the
-  probes walk the limit back down;
+- then every PROBE_EVERY windows a probe, judged against the mean of the windows held before it. On a lossy
+  path 25% up after one window, kept unless goodput fell, and climbing on at once; on a full one 25% down, kept while goodput
+  holds (the same goodput with fewer requests in flight), and on down while it stays full; on a clean path
+  up and down in turn (a rising latency shows as goodput that does not follow the limit, so the probes walk
+  the limit back down). A lossy path is never probed down: that costs goodput and teaches nothing;
 - a 429, 503, 504, a timeout or a reset: x0.75 at once, and at most once until a window with progress
   follows (a burst of refusals, or an outage, is one signal, not twenty). The limit where the server pushed
   back is a wall: probes stay under it and try it again only after WALL_WINDOWS windows, so a hard server
   limit costs a refusal now and then, not every window.
 
-Windows in which the limit was not used in full, or nothing moved (an outage, the end of the run) change
-nothing. Other limits (a request rate, a byte rate, pacing) keep goodput flat: the probes up do not pay and
-the limit stays where it is.
+Windows in which the limit was not used in full, or nothing moved (an outage, the end of the run), or the
+slots spent over IDLE of their time waiting on the tool's own gates (a request rate, a bandwidth cap, the
+delay before a retry: `waited`) change nothing: the limit is not what binds there, and more requests would
+only wait too. Other limits that are not reported (another client on the link) keep goodput flat: the probes
+up do not pay and the limit stays where it is.
 """
 
 from __future__ import annotations
@@ -37,9 +52,25 @@ FAST_SETTLE, FAST_MEASURE = 0.25, 0.75  # in slow start: a doubling is judged qu
 GAIN = 0.4  # a step up pays when goodput grows by at least this share of the step's proportional gain
 STILL_GREW = 1.03  # ... or by 3% at least: kept, but the knee is near
 HOLDS = 0.97  # a step down is kept only when goodput did not fall (within 3%: windows are noisy on a lossy link)
+FELL = 0.85  # on a lossy path a step up is kept unless goodput fell under this share
 BACKOFF = 0.75  # multiplicative decrease on a refusal, timeout or reset
 PROBE_EVERY = 3  # windows held between probes
 WALL_WINDOWS = 10  # windows held just under a wall before trying it again
+QUEUE_SHARE, QUEUE_MIN = 0.25, 0.005  # a round trip over floor x 1.25 + 5 ms: a queue at the bottleneck
+LOSSY = 0.001  # at least 0.1% of the segments retransmitted: each stream is held down by loss
+IDLE = 0.25  # a window whose slots waited on the tool's own gates for this share of their time is not judged
+
+FULL, LOSSY_PATH, CLEAN = "full", "lossy", "clean"  # what a window says of the path
+
+
+@dataclass(frozen=True)
+class PathSample:
+    """What one connection saw of the path since its last sample (transport.py reads it from TCP_INFO)."""
+
+    rtt: float  # smoothed round trip now, seconds
+    min_rtt: float  # the lowest round trip this connection has seen, seconds
+    segs: int  # data segments sent since the last sample
+    retrans: int  # segments retransmitted since the last sample
 
 
 @dataclass(frozen=True)
@@ -64,7 +95,10 @@ class FixedLimit:
     def in_flight(self, n: int, now: float) -> Change | None:
         return None
 
-    def sent(self, nbytes: int, now: float) -> Change | None:
+    def sent(self, nbytes: int, now: float, path: PathSample | None = None) -> Change | None:
+        return None
+
+    def waited(self, seconds: float, now: float) -> Change | None:
         return None
 
     def congestion(self, reason: str, now: float) -> Change | None:
@@ -80,6 +114,11 @@ class _Window:
     in_flight: int
     bytes: int = 0
     peak: int = 0
+    rtt_sum: float = 0.0  # of the path samples in the window
+    rtt_n: int = 0
+    segs: int = 0
+    retrans: int = 0
+    waited: float = 0.0  # slot-seconds spent on the tool's own gates
 
 
 @dataclass
@@ -103,9 +142,11 @@ class AdaptiveLimit:
         self._before: tuple[int, float] | None = None  # (limit, goodput) of the window before the last step
         self._at_limit: list[float] = []  # goodput of the windows held at the current limit
         self._held = 0  # windows since the last step
-        self._probe_up = True  # probes alternate up and down
+        self._probe_up = True  # on a clean path probes alternate up and down
         self._wall: int | None = None  # where the server last pushed back
         self._under_wall = 0  # windows held just under the wall
+        self._rtt_floor: float | None = None  # the lowest round trip any connection has seen: the path's floor
+        self._undone = False  # the last step up was undone: the next probe waits PROBE_EVERY windows
 
     # --- events -----------------------------------------------------------------------------------
 
@@ -117,10 +158,25 @@ class AdaptiveLimit:
             w.peak = max(w.peak, n)
         return self.poll(now)
 
-    def sent(self, nbytes: int, now: float) -> Change | None:
-        """Body bytes the server acknowledged (negative: a failed attempt's bytes taken back)."""
-        if now > self._window.start:
-            self._window.bytes += nbytes
+    def sent(self, nbytes: int, now: float, path: PathSample | None = None) -> Change | None:
+        """Body bytes the server acknowledged (negative: a failed attempt's bytes taken back), and what the
+        connection saw of the path meanwhile."""
+        w = self._window
+        if path is not None and path.min_rtt > 0:
+            self._rtt_floor = path.min_rtt if self._rtt_floor is None else min(self._rtt_floor, path.min_rtt)
+        if now > w.start:
+            w.bytes += nbytes
+            if path is not None:
+                w.rtt_sum += path.rtt
+                w.rtt_n += 1
+                w.segs += path.segs
+                w.retrans += path.retrans
+        return self.poll(now)
+
+    def waited(self, seconds: float, now: float) -> Change | None:
+        """A slot was held `seconds` by the tool's own gates (the request rate, the bandwidth cap, a retry's
+        delay), not by the server or the path."""
+        self._window.waited += seconds
         return self.poll(now)
 
     def congestion(self, reason: str, now: float) -> Change | None:
@@ -147,58 +203,104 @@ class AdaptiveLimit:
         goodput = w.bytes / (now - w.start)
         if w.peak < self.limit:
             return None  # the limit was not used in full: nothing learnt about it
+        if w.waited > IDLE * self.limit * (now - w.start):
+            return None  # the slots waited on our own gates: the limit is not what binds
+        path, words, lossy = self._path(w)
         self._held += 1
         self._at_limit.append(goodput)
         if self._wall is not None and self.limit >= self._wall:
             self._wall = None  # a whole window at the wall without pushback: it has moved
         before, self._before = self._before, None
         if before is not None:
-            return self._judge(before, goodput, now)
+            if self._slow_start and path == FULL and lossy and goodput >= before[1] * STILL_GREW:
+                path = LOSSY_PATH  # still growing: the queue may be the new streams' first burst
+                words = words.replace("the path is full", "a queue, but goodput still grew (new streams' first burst?)")
+            return self._judge(before, goodput, path, words, now)
         # Probes are judged against the mean of the windows held here: one noisy window does not set the bar.
-        return self._probe(sum(self._at_limit[-5:]) / len(self._at_limit[-5:]), now)
+        return self._probe(sum(self._at_limit[-5:]) / len(self._at_limit[-5:]), path, words, now)
 
     # --- decisions --------------------------------------------------------------------------------
 
-    def _judge(self, before: tuple[int, float], goodput: float, now: float) -> Change | None:
+    def _path(self, w: _Window) -> tuple[str, str, bool]:
+        """What the window says of the path (FULL, LOSSY_PATH, CLEAN), for the log why, and whether it is
+        lossy (a full path may be lossy too)."""
+        floor = self._rtt_floor
+        if not w.rtt_n or floor is None:
+            return CLEAN, "", False  # no TCP_INFO: goodput alone judges
+        rtt = w.rtt_sum / w.rtt_n
+        loss = w.retrans / w.segs if w.segs > 0 else 0.0
+        words = f"rtt {rtt * 1e3:.0f} ms (floor {floor * 1e3:.0f}), {loss:.1%} retransmitted"
+        lossy = loss >= LOSSY
+        if rtt > floor * (1 + QUEUE_SHARE) + QUEUE_MIN:
+            return FULL, words + ": the path is full", lossy
+        return (LOSSY_PATH, words + ": a lossy path", True) if lossy else (CLEAN, words, False)
+
+    def _judge(self, before: tuple[int, float], goodput: float, path: str, words: str,
+               now: float) -> Change | None:
         """The first window after a step, against the one before it."""
         old, was = before
         gain = goodput / was if was > 0 else 1.0
-        mb = f"{was / 1e6:.2f} -> {goodput / 1e6:.2f} MB/s"
+        mb = f"{was / 1e6:.2f} -> {goodput / 1e6:.2f} MB/s from {old} to {self.limit}"
+        if words:
+            mb += f", {words}"
         if self.limit > old:
             pays = gain - 1 >= GAIN * (self.limit / old - 1)
-            if pays and self._slow_start:
-                return self._step(self.limit * 2, now, f"{mb} from {old} to {self.limit}: doubling (slow start)",
-                                  judged=goodput)
-            self._slow_start = False
-            if pays or gain >= STILL_GREW:
+            if path != FULL and (pays or (path == LOSSY_PATH and gain >= FELL)):
+                why = "" if pays else " (each stream is held down by loss: more streams help)"
+                if self._slow_start:
+                    return self._step(self.limit * 2, now, f"{mb}{why}: doubling (slow start)", judged=goodput)
+                if path == LOSSY_PATH:
+                    self._undone = False
+                    up = self._up()
+                    return self._step(up, now, f"{mb}{why}: climbing to {up}", judged=goodput)
                 return None  # kept; probes go on from here
-            return self._step(old, now, f"{mb} from {old} to {self.limit}: no gain, back to {old}")
-        if gain >= HOLDS:
-            return None  # the same goodput with fewer in flight: kept
-        return self._step(old, now, f"{mb} from {old} to {self.limit}: goodput fell, back to {old}")
+            slow_start, self._slow_start = self._slow_start, False
+            # In slow start a queue may be the new streams' first burst, and the window before read high for
+            # the same reason: the link is full or nearly, so keep the streams; probes down will tell.
+            if pays or gain >= STILL_GREW or (slow_start and path == FULL):
+                return None  # kept: the link is nearly full
+            self._undone = True
+            return self._step(old, now, f"{mb}: no gain, back to {old}")
+        if gain < HOLDS:
+            return self._step(old, now, f"{mb}: goodput fell, back to {old}")
+        if path == FULL and self.limit > self.floor:  # the same goodput with fewer, and still a queue: on down
+            down = self._down()
+            return self._step(down, now, f"{mb}: the same goodput with fewer, down to {down}", judged=goodput)
+        return None  # the same goodput with fewer in flight: kept
 
-    def _probe(self, goodput: float, now: float) -> Change | None:
+    def _probe(self, goodput: float, path: str, words: str, now: float) -> Change | None:
+        mb = f"{goodput / 1e6:.2f} MB/s at {self.limit}" + (f", {words}" if words else "")
         if self._slow_start:  # the first window, at the initial limit
-            return self._step(self.limit * 2, now, f"{goodput / 1e6:.2f} MB/s at {self.limit}: doubling "
-                              "(slow start)", judged=goodput)
+            return self._step(self.limit * 2, now, f"{mb}: doubling (slow start)", judged=goodput)
         wall = self._wall
-        top = self.ceiling if wall is None else wall - 1
         if wall is not None and self.limit >= wall - 1:
             self._under_wall += 1
             if self._under_wall >= WALL_WINDOWS:
                 self._under_wall = 0
                 return self._step(wall, now, f"trying {wall} again (the server pushed back there)", judged=goodput)
-        if self._held < PROBE_EVERY:
+        # A lossy path with room: on up after one window, unless a step up from here was just undone.
+        if self._held < (1 if path == LOSSY_PATH and not self._undone else PROBE_EVERY):
             return None
-        go_up, self._probe_up = self._probe_up, not self._probe_up
-        if go_up and self.limit < top:
-            up = min(top, self.limit + max(1, self.limit // 4))
-            return self._step(up, now, f"{goodput / 1e6:.2f} MB/s at {self.limit}: probing {up}", judged=goodput)
-        if self.limit > self.floor and (wall is None or self.limit < wall - 1):  # under a wall: it is known
-            down = max(self.floor, self.limit - max(1, self.limit // 4))
-            return self._step(down, now, f"{goodput / 1e6:.2f} MB/s at {self.limit}: probing {down}",
-                              judged=goodput)
+        up, down = self._up(), self._down()
+        if path == CLEAN:
+            go_up, self._probe_up = self._probe_up, not self._probe_up
+            if not go_up and (wall is not None and self.limit >= wall - 1):
+                return None  # under a wall: it is known
+        else:
+            go_up = path == LOSSY_PATH  # more streams help a lossy path; fewer may fill a full one
+        if go_up and up > self.limit:
+            return self._step(up, now, f"{mb}: probing {up}", judged=goodput)
+        if not go_up and down < self.limit:
+            return self._step(down, now, f"{mb}: probing {down}", judged=goodput)
         return None
+
+    def _up(self) -> int:
+        """25% up, to the ceiling or just under a wall."""
+        top = self.ceiling if self._wall is None else self._wall - 1
+        return max(self.limit, min(top, self.limit + max(1, self.limit // 4)))
+
+    def _down(self) -> int:
+        return max(self.floor, self.limit - max(1, self.limit // 4))
 
     def _step(self, new: int, now: float, reason: str, judged: float | None = None) -> Change | None:
         new = max(self.floor, min(self.ceiling, new))

@@ -6,7 +6,9 @@
   uses the connect timeout and reading the answer the read timeout.
 - Goodput for the concurrency limiter is what the peer *acknowledged* (tcpi_bytes_acked), reported as the
   body goes and when the answer comes: bytes handed to the kernel arrive in bursts (a new request fills its
-  socket buffer at once), which read as a fast request followed by a stalled one.
+  socket buffer at once), which read as a fast request followed by a stalled one. With it goes what the
+  connection sees of the path (`PathSample`): its smoothed and lowest round trip (a queue building on a full
+  link) and its retransmissions (a lossy path, where each stream is held down by loss and more streams help).
 - "The whole body was sent" used to mean "handed to the kernel", but on a 40 ms link the socket buffer holds
   hundreds of KB the peer has never seen. When a connection breaks, Linux's TCP_INFO says how much was never
   even transmitted (`tcpi_notsent_bytes`): any such byte, or a send that failed, means the server cannot hold
@@ -31,21 +33,31 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from .concurrency import PathSample
+
 log = logging.getLogger("importer.client")
 
 # struct tcp_info (include/uapi/linux/tcp.h): 8 bytes of u8 fields, then u32s from offset 8; the u64
 # tcpi_bytes_acked is at 120 and the u32 tcpi_notsent_bytes at 144 (kernels since 4.6; checked on this
 # machine's 6.18 against a socket whose peer does not read). A shorter answer means an older kernel.
+# The path: u32 tcpi_rtt (smoothed, us) at 68, tcpi_total_retrans at 100, tcpi_min_rtt (us) at 148 and
+# tcpi_data_segs_out at 156 (kernels since 4.6; 4.9 for the last two).
 _TCP_INFO_LEN = 280
+_RTT = 68
+_TOTAL_RETRANS = 100
 _BYTES_ACKED = 120
 _NOTSENT = 144
+_MIN_RTT = 148
+_DATA_SEGS_OUT = 156
 _MIN_LEN = _NOTSENT + 4
 
 
 class Observer(Protocol):
-    """Told about uploads as they go (admission.Admission): body bytes, and refusals, timeouts, resets."""
+    """Told about uploads as they go (admission.Admission): body bytes, refusals, timeouts, resets, and time
+    spent waiting on the client's own gates."""
 
-    def sent(self, nbytes: int) -> None: ...
+    def sent(self, nbytes: int, path: PathSample | None = None) -> None: ...
+    def waited(self, seconds: float) -> None: ...
     def congestion(self, reason: str) -> None: ...
 
 
@@ -53,6 +65,10 @@ class Observer(Protocol):
 class TcpState:
     acked: int  # bytes the peer acknowledged over the connection's life (the SYN counts as one)
     notsent: int  # bytes in the send queue never transmitted even once
+    rtt: float = 0.0  # smoothed round trip, seconds
+    min_rtt: float = 0.0  # lowest round trip seen, seconds (0: not known)
+    segs_out: int = 0  # data segments sent over the connection's life
+    retrans: int = 0  # segments retransmitted
 
 
 def read_tcp_info(sock: socket.socket) -> TcpState | None:
@@ -71,7 +87,13 @@ def parse_tcp_info(raw: bytes) -> TcpState | None:
         return None
     (acked,) = struct.unpack_from("=Q", raw, _BYTES_ACKED)
     (notsent,) = struct.unpack_from("=I", raw, _NOTSENT)
-    return TcpState(acked, notsent)
+    (rtt,) = struct.unpack_from("=I", raw, _RTT)
+    (retrans,) = struct.unpack_from("=I", raw, _TOTAL_RETRANS)
+    if len(raw) < _DATA_SEGS_OUT + 4:
+        return TcpState(acked, notsent)  # no view of the path: the limiter judges by goodput alone
+    (min_rtt,) = struct.unpack_from("=I", raw, _MIN_RTT)
+    (segs,) = struct.unpack_from("=I", raw, _DATA_SEGS_OUT)
+    return TcpState(acked, notsent, rtt / 1e6, min_rtt / 1e6, segs, retrans)
 
 
 @dataclass
@@ -118,6 +140,7 @@ class _Sending:
     write_timeout: float = 300.0
     sock: Any
     _acked: int | None = None  # the peer's acknowledged bytes last time we looked, on this connection
+    _segs: tuple[int, int] | None = None  # (segments sent, retransmitted) last time we looked
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _local.record = SendRecord(observer=getattr(_local, "observer", None))
@@ -125,6 +148,7 @@ class _Sending:
         # A kept-alive connection has acknowledged earlier requests: count from here (None: a new one)
         info = read_tcp_info(self.sock) if self.sock is not None and _local.record.observer is not None else None
         self._acked = info.acked if info is not None else None
+        self._segs = (info.segs_out, info.retrans) if info is not None else None
         super().request(*args, **kwargs)  # type: ignore[misc]
 
     def send(self, data: Any) -> None:
@@ -150,14 +174,21 @@ class _Sending:
         if record is None or record.observer is None or self.sock is None:
             return
         info = read_tcp_info(self.sock)
+        path = None
         if info is None:
             delta = handed  # no TCP_INFO here: bytes handed to the kernel are the best we know
         else:
             delta = info.acked - (self._acked if self._acked is not None else 1)
             self._acked = info.acked
+            segs, retrans = self._segs or (0, 0)
+            self._segs = (info.segs_out, info.retrans)
+            if info.rtt > 0:
+                path = PathSample(info.rtt, info.min_rtt or info.rtt, info.segs_out - segs, info.retrans - retrans)
         if delta > 0:
             record.reported += delta
-            record.observer.sent(delta)
+            record.observer.sent(delta, path)
+        elif path is not None and path.segs > 0:
+            record.observer.sent(0, path)
 
     def close(self) -> None:
         record = current_record()
