@@ -24,7 +24,8 @@ Each change is judged against the window before it:
   grew by STILL_GREW (then keep it: the link is nearly full); the knee is found, slow start ends;
 - then every PROBE_EVERY windows a probe, judged against the mean of the windows held before it. On a lossy
   path 25% up after one window, kept unless goodput fell, and climbing on at once; on a full one 25% down, kept while goodput
-  holds (the same goodput with fewer requests in flight), and on down while it stays full; on a clean path
+  holds (the same goodput with fewer requests in flight), and on down while it stays full; a step down
+  after which goodput fell marks a knee that probes down stay over for WALL_WINDOWS windows; on a clean path
   up and down in turn (a rising latency shows as goodput that does not follow the limit, so the probes walk
   the limit back down). A lossy path is never probed down: that costs goodput and teaches nothing;
 - a 429, 503, 504, a timeout or a reset: x0.75 at once, and at most once until a window with progress
@@ -70,7 +71,10 @@ class PathSample:
     rtt: float  # smoothed round trip now, seconds
     min_rtt: float  # the lowest round trip this connection has seen, seconds
     segs: int  # data segments sent since the last sample
-    retrans: int  # segments retransmitted since the last sample
+    retrans: int  # segments lost and sent again since the last sample
+    # The connection had nothing more to send (small bodies, a request's tail): its round trip then holds
+    # the server's delayed ACK, not a queue, and is not used to judge the path.
+    app_limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,8 @@ class _Window:
     in_flight: int
     bytes: int = 0
     peak: int = 0
-    rtt_sum: float = 0.0  # of the path samples in the window
-    rtt_n: int = 0
+    rtt_sum: float = 0.0  # of the path samples in the window, each weighed by its acknowledged bytes
+    rtt_n: int = 0  # their bytes
     segs: int = 0
     retrans: int = 0
     waited: float = 0.0  # slot-seconds spent on the tool's own gates
@@ -145,6 +149,7 @@ class AdaptiveLimit:
         self._probe_up = True  # on a clean path probes alternate up and down
         self._wall: int | None = None  # where the server last pushed back
         self._under_wall = 0  # windows held just under the wall
+        self._knee: tuple[int, int] | None = None  # (a limit where goodput fell, windows left to remember it)
         self._rtt_floor: float | None = None  # the lowest round trip any connection has seen: the path's floor
         self._undone = False  # the last step up was undone: the next probe waits PROBE_EVERY windows
 
@@ -167,8 +172,9 @@ class AdaptiveLimit:
         if now > w.start:
             w.bytes += nbytes
             if path is not None:
-                w.rtt_sum += path.rtt
-                w.rtt_n += 1
+                if not path.app_limited and nbytes > 0:  # weighed by bytes: the bulk of a body speaks
+                    w.rtt_sum += path.rtt * nbytes
+                    w.rtt_n += nbytes
                 w.segs += path.segs
                 w.retrans += path.retrans
         return self.poll(now)
@@ -208,13 +214,15 @@ class AdaptiveLimit:
         path, words, lossy = self._path(w)
         self._held += 1
         self._at_limit.append(goodput)
+        if self._knee is not None:
+            self._knee = (self._knee[0], self._knee[1] - 1) if self._knee[1] > 1 else None
         if self._wall is not None and self.limit >= self._wall:
             self._wall = None  # a whole window at the wall without pushback: it has moved
         before, self._before = self._before, None
         if before is not None:
             if self._slow_start and path == FULL and lossy and goodput >= before[1] * STILL_GREW:
                 path = LOSSY_PATH  # still growing: the queue may be the new streams' first burst
-                words = words.replace("the path is full", "a queue, but goodput still grew (new streams' first burst?)")
+                words = words.replace("the path is full", "a queue, but goodput grew")
             return self._judge(before, goodput, path, words, now)
         # Probes are judged against the mean of the windows held here: one noisy window does not set the bar.
         return self._probe(sum(self._at_limit[-5:]) / len(self._at_limit[-5:]), path, words, now)
@@ -224,14 +232,16 @@ class AdaptiveLimit:
     def _path(self, w: _Window) -> tuple[str, str, bool]:
         """What the window says of the path (FULL, LOSSY_PATH, CLEAN), for the log why, and whether it is
         lossy (a full path may be lossy too)."""
-        floor = self._rtt_floor
-        if not w.rtt_n or floor is None:
+        if not w.segs and not w.rtt_n:
             return CLEAN, "", False  # no TCP_INFO: goodput alone judges
-        rtt = w.rtt_sum / w.rtt_n
         loss = w.retrans / w.segs if w.segs > 0 else 0.0
-        words = f"rtt {rtt * 1e3:.0f} ms (floor {floor * 1e3:.0f}), {loss:.1%} retransmitted"
+        floor = self._rtt_floor
+        rtt = w.rtt_sum / w.rtt_n if w.rtt_n and floor is not None else None
+        words = f"{loss:.1%} retransmitted"
+        if rtt is not None:
+            words = f"rtt {rtt * 1e3:.0f} ms (floor {floor * 1e3:.0f}), " + words
         lossy = loss >= LOSSY
-        if rtt > floor * (1 + QUEUE_SHARE) + QUEUE_MIN:
+        if rtt is not None and floor is not None and rtt > floor * (1 + QUEUE_SHARE) + QUEUE_MIN:
             return FULL, words + ": the path is full", lossy
         return (LOSSY_PATH, words + ": a lossy path", True) if lossy else (CLEAN, words, False)
 
@@ -246,7 +256,7 @@ class AdaptiveLimit:
         if self.limit > old:
             pays = gain - 1 >= GAIN * (self.limit / old - 1)
             if path != FULL and (pays or (path == LOSSY_PATH and gain >= FELL)):
-                why = "" if pays else " (each stream is held down by loss: more streams help)"
+                why = "" if pays else " (loss holds each stream down: more streams help)"
                 if self._slow_start:
                     return self._step(self.limit * 2, now, f"{mb}{why}: doubling (slow start)", judged=goodput)
                 if path == LOSSY_PATH:
@@ -262,6 +272,7 @@ class AdaptiveLimit:
             self._undone = True
             return self._step(old, now, f"{mb}: no gain, back to {old}")
         if gain < HOLDS:
+            self._knee = (self.limit, WALL_WINDOWS)  # probes down stay over it for a while
             return self._step(old, now, f"{mb}: goodput fell, back to {old}")
         if path == FULL and self.limit > self.floor:  # the same goodput with fewer, and still a queue: on down
             down = self._down()
@@ -300,7 +311,11 @@ class AdaptiveLimit:
         return max(self.limit, min(top, self.limit + max(1, self.limit // 4)))
 
     def _down(self) -> int:
-        return max(self.floor, self.limit - max(1, self.limit // 4))
+        """25% down, but over a limit where goodput fell lately (the knee of a full, lossy link is sharp)."""
+        down = max(self.floor, self.limit - max(1, self.limit // 4))
+        if self._knee is not None:
+            down = max(down, min(self.limit, self._knee[0] + 1))
+        return down
 
     def _step(self, new: int, now: float, reason: str, judged: float | None = None) -> Change | None:
         new = max(self.floor, min(self.ceiling, new))

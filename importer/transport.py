@@ -40,8 +40,9 @@ log = logging.getLogger("importer.client")
 # struct tcp_info (include/uapi/linux/tcp.h): 8 bytes of u8 fields, then u32s from offset 8; the u64
 # tcpi_bytes_acked is at 120 and the u32 tcpi_notsent_bytes at 144 (kernels since 4.6; checked on this
 # machine's 6.18 against a socket whose peer does not read). A shorter answer means an older kernel.
-# The path: u32 tcpi_rtt (smoothed, us) at 68, tcpi_total_retrans at 100, tcpi_min_rtt (us) at 148 and
-# tcpi_data_segs_out at 156 (kernels since 4.6; 4.9 for the last two).
+# The path: u32 tcpi_rtt (smoothed, us) at 68, tcpi_total_retrans at 100, tcpi_min_rtt (us) at 148,
+# tcpi_data_segs_out at 156 (kernels since 4.9), tcpi_dsack_dups at 216 (5.3) and the bit
+# tcpi_delivery_rate_app_limited, bit 0 of the byte at 7 (4.9).
 _TCP_INFO_LEN = 280
 _RTT = 68
 _TOTAL_RETRANS = 100
@@ -49,6 +50,7 @@ _BYTES_ACKED = 120
 _NOTSENT = 144
 _MIN_RTT = 148
 _DATA_SEGS_OUT = 156
+_DSACK_DUPS = 216
 _MIN_LEN = _NOTSENT + 4
 
 
@@ -68,7 +70,8 @@ class TcpState:
     rtt: float = 0.0  # smoothed round trip, seconds
     min_rtt: float = 0.0  # lowest round trip seen, seconds (0: not known)
     segs_out: int = 0  # data segments sent over the connection's life
-    retrans: int = 0  # segments retransmitted
+    retrans: int = 0  # segments retransmitted, less those the peer had already (DSACK)
+    app_limited: bool = False  # the last delivery sample was limited by us, not the path (nothing to send)
 
 
 def read_tcp_info(sock: socket.socket) -> TcpState | None:
@@ -93,7 +96,10 @@ def parse_tcp_info(raw: bytes) -> TcpState | None:
         return TcpState(acked, notsent)  # no view of the path: the limiter judges by goodput alone
     (min_rtt,) = struct.unpack_from("=I", raw, _MIN_RTT)
     (segs,) = struct.unpack_from("=I", raw, _DATA_SEGS_OUT)
-    return TcpState(acked, notsent, rtt / 1e6, min_rtt / 1e6, segs, retrans)
+    # A retransmission the peer reports as a duplicate (DSACK) was not a loss: a tail loss probe sent while
+    # the server sat on its delayed ACK, as every request/response connection does.
+    (dups,) = struct.unpack_from("=I", raw, _DSACK_DUPS) if len(raw) >= _DSACK_DUPS + 4 else (0,)
+    return TcpState(acked, notsent, rtt / 1e6, min_rtt / 1e6, segs, max(0, retrans - dups), bool(raw[7] & 1))
 
 
 @dataclass
@@ -183,7 +189,8 @@ class _Sending:
             segs, retrans = self._segs or (0, 0)
             self._segs = (info.segs_out, info.retrans)
             if info.rtt > 0:
-                path = PathSample(info.rtt, info.min_rtt or info.rtt, info.segs_out - segs, info.retrans - retrans)
+                path = PathSample(info.rtt, info.min_rtt or info.rtt, info.segs_out - segs,
+                                  max(0, info.retrans - retrans), app_limited=info.app_limited)
         if delta > 0:
             record.reported += delta
             record.observer.sent(delta, path)

@@ -7,6 +7,7 @@ refusals, and what the summary, --summary-json and -v say about it.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -49,6 +50,38 @@ def test_auto_settles_at_or_under_the_servers_limit_with_few_429s(tmp_path, monk
     assert f"settled at {c['settled']}" in r.out
     log = (tmp_path / "run.log").read_text()
     assert "concurrency 4 -> 3: HTTP 429 (too many requests): backing off" in log  # -v says each change and why
+
+
+def test_slots_waiting_on_max_per_second_do_not_move_the_limit(tmp_path, monkeypatch):
+    # 10 requests a second for the whole run: the 4 first slots spend most of their time in the rate limiter,
+    # so no window judges the limit (more slots would only wait too), and it stays at 4.
+    manifest, rows = write_manifest(tmp_path, n=40, agents=2)
+    cfg = write_config(tmp_path, max_per_second=10)
+    with Sandbox(data_dir=tmp_path / "sb", latency_ms=20) as sb:
+        monkeypatch.setenv("ALLOBRAIN_API_KEY", sb.api_key)
+        r = run(sb, manifest, cfg, tmp_path)
+        assert r.code == 0, r.out + r.err
+        assert_exactly_once(check_results_file(tmp_path / "r.csv", rows), rows, sb.calls(), allowed={"uploaded"})
+        assert refused(sb) == 0
+    c = json.loads((tmp_path / "s.json").read_text())["concurrency"]
+    assert c == {"mode": "auto", "lowest": 4, "highest": 4, "settled": 4, "changes": 0}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO is read on Linux only")
+def test_the_limiter_reads_the_path_from_the_connections(tmp_path, monkeypatch):
+    manifest, rows = write_manifest(tmp_path, n=160, agents=4)
+    cfg = write_config(tmp_path)
+    with Sandbox(data_dir=tmp_path / "sb", latency_ms=40) as sb:
+        monkeypatch.setenv("ALLOBRAIN_API_KEY", sb.api_key)
+        r = run(sb, manifest, cfg, tmp_path)
+        assert r.code == 0, r.out + r.err
+        assert_exactly_once(check_results_file(tmp_path / "r.csv", rows), rows, sb.calls(), allowed={"uploaded"})
+    log = (tmp_path / "run.log").read_text()
+    # The first window always doubles; its line says what TCP_INFO saw. Loopback loses nothing: the tail
+    # loss probes sent while the sandbox sits on its delayed ACK come back as duplicates (DSACK), not losses.
+    # Bodies this small leave the connections app-limited, so their round trip (the delayed ACK) is not used.
+    assert re.search(r"concurrency 4 -> 8: [\d.]+ MB/s at 4, 0\.0% retransmitted: doubling \(slow start\)", log), \
+        log[-3000:]
 
 
 def test_a_number_means_exactly_that_many_even_when_the_server_refuses(tmp_path, monkeypatch):

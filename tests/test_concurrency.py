@@ -305,3 +305,17 @@ def test_slots_that_wait_on_our_own_gates_are_not_judged_even_on_a_lossy_path():
     world.goodput = link(capacity=100 * MB, per_stream=0.6 * MB)
     world.run(10)
     assert world.limiter.limit == 32
+
+
+def test_a_step_down_past_a_sharp_knee_is_not_tried_again_and_again():
+    # 26 streams fill the link; past it the queue shows at once (a sharp knee). A probe from 32 down to 24
+    # loses goodput; the next probes down stay over 24 for a while (and find 26).
+    per_stream, capacity = 0.6 * MB, 26 * 0.6 * MB
+    def path(n: int) -> PathSample:
+        return PathSample(rtt=RTT * (1 + 3 * max(0.0, n * per_stream / capacity - 1)), min_rtt=RTT, segs=1000,
+                          retrans=5)
+    world = World(AdaptiveLimit(ceiling=32, now=0.0, initial=32), link(capacity, per_stream), path=path)
+    seen = world.limits_over(300)
+    fell = [c for c in world.changes if "goodput fell" in c.reason]
+    assert 1 <= len(fell) <= 2 * 300 / (WALL_WINDOWS * WINDOW)  # about two per knee remembered, not one a probe
+    assert sum(1 for n in seen if n >= 26) / len(seen) >= 0.95

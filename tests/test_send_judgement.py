@@ -56,6 +56,24 @@ def test_tcp_info_counts_what_the_peer_acknowledged_and_what_never_left():
             assert read_tcp_info(client).notsent > 0  # queued in our kernel, never transmitted
 
 
+@linux_only
+def test_tcp_info_says_what_the_connection_sees_of_the_path():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        peer, _ = listener.accept()
+        with client, peer:
+            for _ in range(20):  # a request and an answer, 20 times: round trips measured on loopback
+                client.sendall(b"x" * 20_000)
+                got = 0
+                while got < 20_000:
+                    got += len(peer.recv(65536))
+                peer.sendall(b"ok")
+                assert client.recv(2) == b"ok"
+            info = read_tcp_info(client)
+            assert 0 < info.min_rtt < 0.1 and 0 < info.rtt < 0.1  # seconds: loopback is quick
+            assert info.segs_out >= 20 and info.retrans == 0  # nothing lost on loopback
+
+
 def _upload_then(first_attempt):
     attempts = []
 
