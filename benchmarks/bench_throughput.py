@@ -2,9 +2,10 @@
 
     python benchmarks/bench_throughput.py                      # 2,000 calls, 100 ms, 16 workers, 200 sequential
     python benchmarks/bench_throughput.py --calls 500 --seq-calls 50
+    python benchmarks/bench_throughput.py --workers auto --max-workers 16 --seq-calls 0 --no-floor   # adaptive
 
 The ideal is W / L calls/s (160 calls/s for 16 workers and 100 ms): each worker can do no better than one call
-per added latency. Target: the upload phase reaches at least 90% of it.
+per added latency. With `--workers auto` the bound is upload.max_workers (--max-workers) / L. Target: the upload phase reaches at least 90% of it.
 
 Then, against the same sandbox, a floor client (the least a client can do: kept-alive http.client connections
 sending bodies prepared in memory, no retries, no bookkeeping) shows what this machine allows when the sandbox
@@ -108,7 +109,9 @@ def floor_client(url: str, manifest: Path, n: int, workers: int) -> tuple[int, f
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=2000)
-    ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--workers", default="16", help="a number, or auto (bounded by --max-workers)")
+    ap.add_argument("--max-workers", type=int, default=32, help="upload.max_workers, with --workers auto")
+    ap.add_argument("--log-file", type=Path, help="the tool's request log (-v), to read its concurrency changes")
     ap.add_argument("--latency-ms", type=int, default=100)
     ap.add_argument("--agents", type=int, default=20)
     ap.add_argument("--no-floor", dest="floor", action="store_false",
@@ -116,24 +119,31 @@ def main() -> int:
     ap.add_argument("--seq-calls", type=int, default=200, help="calls for the vendor-style loop (0 = skip)")
     args = ap.parse_args()
     bk.print_machine()
-    ideal = args.workers * 1000 / args.latency_ms
+    workers = args.workers if args.workers == "auto" else int(args.workers)
+    slots = args.max_workers if workers == "auto" else workers
+    ideal = slots * 1000 / args.latency_ms
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         folder = Path(tmp)
         manifest = bk.generate_manifest(folder, args.calls, agents=args.agents)
-        cfg = bk.write_config(folder, folder / "state", workers=args.workers, max_per_second=0)
+        extra = {"max_workers": args.max_workers} if workers == "auto" else {}
+        cfg = bk.write_config(folder, folder / "state", workers=workers, max_per_second=0, **extra)
         summary_path = folder / "summary.json"
         with bk.SandboxProcess(folder / "srv", latency_ms=args.latency_ms) as sb:
             run = bk.measure(bk.cli("run", manifest, "--config", cfg, "--api-url", sb.url, "--quiet",
-                                    "--summary-json", summary_path))
+                                    "--summary-json", summary_path,
+                                    *(["--log-file", args.log_file] if args.log_file else [])))
             if run.code != 0:
                 print(run.out[-2000:], run.err[-2000:])
                 return 1
             summary = json.loads(summary_path.read_text())
-            floor_ok, floor_s = floor_client(sb.url, manifest, args.calls, args.workers) if args.floor else (0, 0.0)
+            floor_ok, floor_s = floor_client(sb.url, manifest, args.calls, slots) if args.floor else (0, 0.0)
             seq_ok, seq_s = vendor_style_loop(sb.url, manifest, args.seq_calls) if args.seq_calls else (0, 0.0)
         uploaded = summary["counts"]["uploaded"]
         rate = uploaded / summary["upload_seconds"]
-        print(f"tool: {uploaded}/{args.calls} uploaded, {args.workers} workers, sandbox latency {args.latency_ms} ms")
+        c = summary.get("concurrency") or {}
+        used = f", used {c.get('lowest')}-{c.get('highest')}, settled at {c.get('settled')}" if workers == "auto" else ""
+        print(f"tool: {uploaded}/{args.calls} uploaded, workers {workers} (bound {slots}{used}), sandbox latency "
+              f"{args.latency_ms} ms")
         print(f"  upload phase {summary['upload_seconds']:.2f} s -> {rate:.1f} calls/s = {rate / ideal:.1%} of the "
               f"ideal {ideal:.0f} calls/s (target >= 90%: {'met' if rate >= 0.9 * ideal else 'NOT met'})")
         print(f"  whole command {run.wall:.2f} s wall (start-up, validation, {summary['agents']['invited']} invites "
@@ -142,7 +152,7 @@ def main() -> int:
         print(f"  sandbox saw: {sb.stats.get('by_status')}, its CPU {sb.stats.get('cpu_seconds')} s")
         if args.floor:
             floor_rate = floor_ok / floor_s
-            print(f"floor client (http.client, bodies in memory, {args.workers} threads): {floor_ok}/{args.calls} in "
+            print(f"floor client (http.client, bodies in memory, {slots} threads): {floor_ok}/{args.calls} in "
                   f"{floor_s:.2f} s -> {floor_rate:.1f} calls/s = {floor_rate / ideal:.1%} of the ideal; the tool "
                   f"reaches {rate / floor_rate:.1%} of it")
         if args.seq_calls:
