@@ -26,8 +26,10 @@ Each change is judged against the window before it:
   path 25% up after one window, kept unless goodput fell, and climbing on at once; on a full one 25% down, kept while goodput
   holds (the same goodput with fewer requests in flight), and on down while it stays full; a step down
   after which goodput fell marks a knee that probes down stay over for WALL_WINDOWS windows; on a clean path
-  up and down in turn (a rising latency shows as goodput that does not follow the limit, so the probes walk
-  the limit back down). A lossy path is never probed down: that costs goodput and teaches nothing;
+  up and down in turn, but down only once there is a sign that fewer may do as well: a step up that did not
+  pay, one down that held, or goodput at the limit fallen under SLOWER of its best (a rising latency shows
+  as goodput that does not follow the limit, so the probes walk the limit back down). A lossy path is never
+  probed down, nor a clean one whose every step up paid: that costs goodput and teaches nothing;
 - a 429, 503, 504, a timeout or a reset: x0.75 at once, and at most once until a window with progress
   follows (a burst of refusals, or an outage, is one signal, not twenty). The limit where the server pushed
   back is a wall: probes stay under it and try it again only after WALL_WINDOWS windows, so a hard server
@@ -49,7 +51,8 @@ from .errors import ConfigError
 
 SETTLE = 1.0  # seconds after a change before measuring: new requests connect and their TCP windows grow
 MEASURE = 2.0  # seconds of measurement per window
-FAST_SETTLE, FAST_MEASURE = 0.25, 0.75  # in slow start: a doubling is judged quickly, and is easy to judge
+FAST_SETTLE, FAST_MEASURE = 0.1, 0.5  # in slow start: a doubling is judged quickly, and is easy to judge
+SLOWER = 0.8  # the last two windows at a limit fell under this share of its best: something got slower
 GAIN = 0.4  # a step up pays when goodput grows by at least this share of the step's proportional gain
 STILL_GREW = 1.03  # ... or by 3% at least: kept, but the knee is near
 HOLDS = 0.97  # a step down is kept only when goodput did not fall (within 3%: windows are noisy on a lossy link)
@@ -152,6 +155,7 @@ class AdaptiveLimit:
         self._knee: tuple[int, int] | None = None  # (a limit where goodput fell, windows left to remember it)
         self._rtt_floor: float | None = None  # the lowest round trip any connection has seen: the path's floor
         self._undone = False  # the last step up was undone: the next probe waits PROBE_EVERY windows
+        self._flat = False  # a step up did not pay, or one down held: there may be more streams than needed
 
     # --- events -----------------------------------------------------------------------------------
 
@@ -224,6 +228,11 @@ class AdaptiveLimit:
                 path = LOSSY_PATH  # still growing: the queue may be the new streams' first burst
                 words = words.replace("the path is full", "a queue, but goodput grew")
             return self._judge(before, goodput, path, words, now)
+        recent = self._at_limit[-2:]
+        if sum(recent) / len(recent) < SLOWER * max(self._at_limit):
+            # Goodput fell at this limit: the server or the path got slower, and what came before is no
+            # reference any more; fewer may now do as well.
+            self._at_limit, self._flat = recent, True
         # Probes are judged against the mean of the windows held here: one noisy window does not set the bar.
         return self._probe(sum(self._at_limit[-5:]) / len(self._at_limit[-5:]), path, words, now)
 
@@ -255,6 +264,7 @@ class AdaptiveLimit:
             mb += f", {words}"
         if self.limit > old:
             pays = gain - 1 >= GAIN * (self.limit / old - 1)
+            self._flat = not pays  # a knee is near: on a clean path probes down may find fewer that do as well
             if path != FULL and (pays or (path == LOSSY_PATH and gain >= FELL)):
                 why = "" if pays else " (loss holds each stream down: more streams help)"
                 if self._slow_start:
@@ -274,6 +284,7 @@ class AdaptiveLimit:
         if gain < HOLDS:
             self._knee = (self.limit, WALL_WINDOWS)  # probes down stay over it for a while
             return self._step(old, now, f"{mb}: goodput fell, back to {old}")
+        self._flat = True  # the same goodput with fewer: fewer still may do
         if path == FULL and self.limit > self.floor:  # the same goodput with fewer, and still a queue: on down
             down = self._down()
             return self._step(down, now, f"{mb}: the same goodput with fewer, down to {down}", judged=goodput)
@@ -297,6 +308,8 @@ class AdaptiveLimit:
             go_up, self._probe_up = self._probe_up, not self._probe_up
             if not go_up and (wall is not None and self.limit >= wall - 1):
                 return None  # under a wall: it is known
+            if not go_up and not self._flat:
+                return None  # every step up paid and goodput holds: no sign that fewer would do as well
         else:
             go_up = path == LOSSY_PATH  # more streams help a lossy path; fewer may fill a full one
         if go_up and up > self.limit:
