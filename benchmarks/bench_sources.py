@@ -30,13 +30,44 @@ from pathlib import Path
 import benchkit as bk
 
 BUCKET = "bench-recordings"
+STORE_HELP = ("moto: moto's server (what the tests use; ~100 requests/s here, so it measures moto); fast: the "
+              "benchmark-only responder of s3_responder.py (keep-alive, from memory), so the client is measured")
 TESTS = bk.ROOT / "tests"
 
 
 # --- the S3 server process ----------------------------------------------------------------------------
 
 
+def serve_fast(args: argparse.Namespace) -> None:
+    """The benchmark-only responder (s3_responder.py): the same objects, served fast enough that the client
+    is what is measured."""
+    import asyncio
+
+    import s3_responder
+
+    store = s3_responder.Store()
+    store.buckets[BUCKET] = {}
+    if args.populate:
+        for path in sorted((Path(args.populate) / "audio").iterdir()):
+            store.put(BUCKET, f"audio/{path.name}", path.read_bytes(), path.stat().st_mtime)
+
+    async def main() -> None:
+        server = await s3_responder.serve(store)
+        host, port = server.sockets[0].getsockname()[:2]
+        done = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
+        Path(args.url_file).write_text(f"http://{host}:{port}")
+        await done.wait()
+        server.close()
+
+    asyncio.run(main())
+    Path(args.stats).write_text(json.dumps(dict(store.counts)))
+
+
 def serve(args: argparse.Namespace) -> None:
+    if args.store == "fast":
+        serve_fast(args)
+        return
     sys.path.insert(0, str(TESTS))
     import logging
 
@@ -65,7 +96,8 @@ def serve(args: argparse.Namespace) -> None:
 
 
 class S3Process:
-    def __init__(self, folder: Path, *, populate: Path | None = None, big_mb: int = 0, big_count: int = 0):
+    def __init__(self, folder: Path, *, populate: Path | None = None, big_mb: int = 0, big_count: int = 0,
+                 store: str = "moto"):
         self.folder = folder
         self.url_file = folder / "s3-url"
         self.stats_file = folder / "s3-stats.json"
@@ -73,7 +105,7 @@ class S3Process:
         extra = ["--populate", str(populate)] if populate else []
         extra += ["--big-mb", str(big_mb), "--big-count", str(big_count)]
         self.cmd = [sys.executable, __file__, "serve-s3", "--url-file", str(self.url_file),
-                    "--stats", str(self.stats_file), *extra]
+                    "--stats", str(self.stats_file), "--store", store, *extra]
 
     def __enter__(self) -> S3Process:
         self.url_file.unlink(missing_ok=True)
@@ -125,7 +157,9 @@ def bench_validate(args: argparse.Namespace) -> int:
         ("validation as `run` does it (sniff only)", [sys.executable, "-c", VALIDATE_ONLY]),
         ("`allobrain-import validate` (sniff + durations)", bk.cli("validate")),
     ):
-        with S3Process(folder, populate=folder) as s3:
+        if args.only and args.only not in label:
+            continue
+        with S3Process(folder, populate=folder, store=args.store) as s3:
             cfg = s3_config(folder, s3.url)
             extra = [str(manifest), str(cfg)] if cmd[1] == "-c" else [str(manifest), "--config", str(cfg)]
             run = bk.measure(cmd + extra, env=aws_env())
@@ -168,7 +202,7 @@ def bench_throughput(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     manifest = bk.generate_manifest(folder, args.calls, agents=20, seconds=0.5)
     rates = {}
-    with S3Process(folder, populate=folder) as s3:
+    with S3Process(folder, populate=folder, store=args.store) as s3:
         for source in ("local disk", "S3", "local disk ", "S3 "):  # interleaved: the machine's load drifts
             with bk.SandboxProcess(folder / "srv", latency_ms=args.latency_ms) as sb:
                 state = folder / f"state-{time.monotonic_ns()}"
@@ -202,9 +236,12 @@ def main() -> int:
     s.add_argument("--populate")
     s.add_argument("--big-mb", type=int, default=0)
     s.add_argument("--big-count", type=int, default=0)
+    s.add_argument("--store", choices=("moto", "fast"), default="moto")
     v = sub.add_parser("validate")
     v.add_argument("--rows", type=int, default=10_000)
     v.add_argument("--dir", default="/tmp/bench-sources-validate")
+    v.add_argument("--only", choices=("sniff", "durations"), help="one of the two validations, not both")
+    v.add_argument("--store", choices=("moto", "fast"), default="moto", help=STORE_HELP)
     m = sub.add_parser("memory")
     m.add_argument("--size-mb", type=int, default=1024)
     m.add_argument("--objects", type=int, default=1)
@@ -214,6 +251,7 @@ def main() -> int:
     t.add_argument("--workers", type=int, default=16)
     t.add_argument("--latency-ms", type=int, default=100)
     t.add_argument("--dir", default="/tmp/bench-sources-throughput")
+    t.add_argument("--store", choices=("moto", "fast"), default="moto", help=STORE_HELP)
     args = ap.parse_args()
     if args.what == "serve-s3":
         serve(args)
