@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Sequence
 
-from ..sources import Checked, Sources, map_adaptive, resolve_cell
+from ..sources import NOT_MEASURED, Checked, Sources, map_adaptive, resolve_cell
 from ..sources import check_file as _check_local
 from .audio import SNIFF_BYTES, describe_non_audio, duration_from, sniff
 
@@ -48,12 +48,17 @@ def check_file(resolved: str, max_bytes: float) -> FileInfo:
     return _check_local(resolved, max_bytes, judge_audio, SNIFF_BYTES)
 
 
-def check_files(resolved: Sequence[str], max_bytes: float, sources: Sources) -> list[FileInfo]:
-    return sources.check_many(resolved, max_bytes, judge_audio, SNIFF_BYTES)
+def check_files(resolved: Sequence[str], max_bytes: float, sources: Sources,
+                with_durations: bool = False) -> list[FileInfo]:
+    """With `with_durations`, a remote recording's duration comes with its sniff (one ranged read)."""
+    measure = duration_from if with_durations else None
+    return sources.check_many(resolved, max_bytes, judge_audio, SNIFF_BYTES, measure, DURATION_BUDGET)
 
 
 def durations(infos: Sequence[FileInfo], sources: Sources) -> list[float | None]:
     def one(info: FileInfo) -> float | None:
+        if info.seconds != NOT_MEASURED:
+            return info.seconds  # read with the sniff
         try:
             fh = sources.reader(info, DURATION_BUDGET)
         except Exception:  # a duration is a nicety of the plan: unknown, never a failure

@@ -95,7 +95,8 @@ def validate_manifest(
 
     sources = Sources(cfg.files)
     try:
-        path_code, infos = _check_files(loaded, file_v, cfg, sources, issues, column_of("file_path"))
+        path_code, infos = _check_files(loaded, file_v, cfg, sources, issues, column_of("file_path"),
+                                        with_durations)
         durations_by_path: dict[int, float | None] = {}
         if with_durations:
             durations_by_path = _read_durations(
@@ -200,6 +201,7 @@ def _check_files(
     sources: Sources,
     issues: Issues,
     column: str,
+    with_durations: bool = False,
 ) -> tuple[np.ndarray, list[FileInfo | None]]:
     """Resolve each distinct cell, check each distinct resolved path once. Returns each row's path code and
     the FileInfo of each distinct path (None when unchecked: an empty cell, a Windows path)."""
@@ -221,7 +223,8 @@ def _check_files(
     needed[path_code[present]] = True
     to_check = np.flatnonzero(needed).tolist()
     infos: list[FileInfo | None] = [None] * len(path_uniques)
-    checked = check_files([path_uniques[k] for k in to_check], cfg.upload.max_file_mb * 1024 * 1024, sources)
+    checked = check_files([path_uniques[k] for k in to_check], cfg.upload.max_file_mb * 1024 * 1024, sources,
+                          with_durations)
     for k, info in zip(to_check, checked, strict=True):
         infos[k] = info
     file_errors = np.array([info.error if info is not None else "" for info in infos], dtype=object)

@@ -5,7 +5,7 @@ upload attempt, a stream of its bytes pinned to what validation saw. Callers nev
 
     with Sources(cfg.files) as sources:
         location = sources.resolve(cell, bases)
-        [checked] = sources.check_many([location], max_bytes, judge, head_bytes)
+        [checked] = sources.check_many([location], max_bytes, judge, head_bytes)  # measure: durations too
         stream = sources.open(call)      # SourceProblem: failed (changed, gone, refused) or retryable
 
 A store that cannot be used at all (extra missing, no credentials, unreachable, unknown host key) raises
@@ -14,14 +14,16 @@ A store that cannot be used at all (extra missing, no credentials, unreachable, 
 
 from __future__ import annotations
 
-from .base import Checked, GuardedStream, Judge, PinnedLike, SourceProblem
+from .base import NOT_MEASURED, Checked, GuardedStream, Judge, Measure, PinnedLike, SourceProblem
 from .local import check_file, map_adaptive, resolve_cell
 from .registry import Sources, scheme_of
 
 __all__ = [
+    "NOT_MEASURED",
     "Checked",
     "GuardedStream",
     "Judge",
+    "Measure",
     "PinnedLike",
     "SourceProblem",
     "Sources",

@@ -19,6 +19,12 @@ from ..safety import clean_text
 # head -> (audio kind or None, error or ""): the manifest wing's audio sniff, handed in so that this wing
 # never imports the manifest wing.
 Judge = Callable[[bytes], tuple[str | None, str]]
+# (a seekable stream, its size, the audio kind) -> seconds or None: the manifest wing's duration reader, for
+# validation that wants durations too (the plan, `validate`).
+Measure = Callable[[BinaryIO, int, str | None], float | None]
+
+NOT_MEASURED = -1.0  # Checked.seconds when validation did not read the duration
+MEASURE_HEAD = 16 * 1024  # the first read when the duration is wanted too: the sniff and most headers at once
 
 SNIFF_POOL = 16  # concurrent ranged reads while validating (each waits on the store, not on the CPU)
 
@@ -35,6 +41,7 @@ class Checked(NamedTuple):
     kind: str | None  # what the audio sniff recognised
     error: str
     version: str = ""  # what pins a remote object: S3 ETag, an https ETag; "" when size and mtime do
+    seconds: float | None = NOT_MEASURED  # the duration read with the sniff (None: unreadable)
 
 
 class Listed(NamedTuple):
@@ -97,9 +104,10 @@ def size_problem(location: str, size: int, max_bytes: float) -> str:
 
 
 def check_listed(backend: Backend, locations: Sequence[str], max_bytes: float, judge: Judge,
-                 head_bytes: int) -> list[Checked]:
+                 head_bytes: int, measure: Measure | None = None, budget: int = 0) -> list[Checked]:
     """The shared validation of a remote store: one bulk stat, then the ranged head reads of the objects
-    that passed, concurrently in a bounded pool."""
+    that passed, concurrently in a bounded pool. With `measure`, the same read is longer (MEASURE_HEAD) and
+    gives the duration too, so that a WAV or MP3 header costs no second request."""
     listed = backend.stat_many(locations)
 
     def one(item: Listed) -> Checked:
@@ -108,17 +116,48 @@ def check_listed(backend: Backend, locations: Sequence[str], max_bytes: float, j
         if error:
             return Checked(item.location, name, item.size, item.mtime_ns, None, error, item.version)
         try:
-            head = backend.read_head(item, head_bytes)
+            head = backend.read_head(item, head_bytes if measure is None else max(head_bytes, MEASURE_HEAD))
         except SourceProblem as exc:
             return Checked(item.location, name, item.size, item.mtime_ns, None, exc.message, item.version)
-        kind, error = judge(head)
+        kind, error = judge(head[:head_bytes])
         error = f"{error}: {item.location}" if error else ""
-        return Checked(item.location, name, item.size, item.mtime_ns, kind, error, item.version)
+        checked = Checked(item.location, name, item.size, item.mtime_ns, kind, error, item.version)
+        if measure is None or error:
+            return checked
+        return checked._replace(seconds=measure_from_head(backend, checked, head, measure, budget))
 
     if len(listed) <= 1:
         return [one(item) for item in listed]
     with ThreadPoolExecutor(max_workers=SNIFF_POOL, thread_name_prefix="source-sniff") as pool:
         return list(pool.map(one, listed))
+
+
+def measure_from_head(backend: Backend, checked: Checked, head: bytes, measure: Measure,
+                      budget: int) -> float | None:
+    """The duration of a remote recording, read from the `head` already fetched; the store is asked (through
+    the backend's own reader, at most `budget` bytes) only for bytes past it."""
+    opened: list[BinaryIO] = []
+
+    def fetch(start: int, length: int) -> bytes:
+        if start < len(head):
+            return head[start : start + length]  # a short read is allowed: the buffer asks again past it
+        if not opened:
+            rest = backend.reader(checked, budget)
+            if rest is None:
+                raise OSError("the store cannot read past the first bytes")
+            opened.append(rest)
+        opened[0].seek(start)
+        return opened[0].read(length)
+
+    def done() -> None:
+        for fh in opened:
+            fh.close()
+
+    try:
+        with io.BufferedReader(RangedReader(fetch, checked.size, budget + len(head), done), 16 * 1024) as fh:
+            return measure(fh, checked.size, checked.kind)  # type: ignore[arg-type]
+    except Exception:  # a duration is a nicety of the plan: unknown, never a failure
+        return None
 
 
 def changed(location: str, what: str) -> SourceProblem:

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from ..files_config import FilesConfig
 from ..safety import is_loopback_host
-from .base import Backend, Checked, Judge, PinnedLike, SourceProblem, base_name, check_listed
+from .base import Backend, Checked, Judge, Measure, PinnedLike, SourceProblem, base_name, check_listed
 from .local import LocalBackend, resolve_cell
 
 REMOTE = ("s3", "sftp", "https", "http")
@@ -67,9 +67,11 @@ class Sources:
 
     # --- validation -----------------------------------------------------------------------------
 
-    def check_many(self, locations: Sequence[str], max_bytes: float, judge: Judge,
-                   head_bytes: int) -> list[Checked]:
-        """Check every location, in order; each scheme's locations together (one listing per S3 folder)."""
+    def check_many(self, locations: Sequence[str], max_bytes: float, judge: Judge, head_bytes: int,
+                   measure: Measure | None = None, budget: int = 0) -> list[Checked]:
+        """Check every location, in order; each scheme's locations together (one listing per S3 folder).
+        With `measure`, a remote recording's duration is read with its sniff (`Checked.seconds`, at most
+        `budget` bytes more); a local file's is left to `reader` (it costs no request)."""
         groups: dict[str, list[int]] = defaultdict(list)
         for i, location in enumerate(locations):
             groups[scheme_of(location)].append(i)
@@ -80,21 +82,23 @@ class Sources:
             if refusal:
                 checked = [Checked(loc, base_name(loc), 0, 0, None, f"{refusal}: {loc}") for loc in chosen]
             elif scheme == "http":
-                checked = self._check_http(chosen, max_bytes, judge, head_bytes)
+                checked = self._check_http(chosen, max_bytes, judge, head_bytes, measure, budget)
             elif scheme == LOCAL:
                 checked = self._backends[LOCAL].check_many(chosen, max_bytes, judge, head_bytes)
             else:
-                checked = check_listed(self.backend(scheme), chosen, max_bytes, judge, head_bytes)
+                checked = check_listed(self.backend(scheme), chosen, max_bytes, judge, head_bytes, measure, budget)
             for i, c in zip(indexes, checked, strict=True):
                 out[i] = c
         return out  # type: ignore[return-value]
 
-    def _check_http(self, chosen: list[str], max_bytes: float, judge: Judge, head_bytes: int) -> list[Checked]:
+    def _check_http(self, chosen: list[str], max_bytes: float, judge: Judge, head_bytes: int,
+                    measure: Measure | None, budget: int) -> list[Checked]:
         """http:// only for loopback hosts, as for the API; the others are refused row by row."""
         from urllib.parse import urlsplit
 
         good = [loc for loc in chosen if is_loopback_host(urlsplit(loc).hostname)]
-        checked = iter(check_listed(self.backend("https"), good, max_bytes, judge, head_bytes) if good else ())
+        checked = iter(check_listed(self.backend("https"), good, max_bytes, judge, head_bytes, measure, budget)
+                       if good else ())
         return [
             next(checked) if is_loopback_host(urlsplit(loc).hostname)
             else Checked(loc, base_name(loc), 0, 0, None,

@@ -115,7 +115,7 @@ def test_dry_run_plan_counts_remote_bytes_and_hours(tmp_path, bucket):
     assert r.code == 0, r.out + r.err
     assert "bytes to send:      2.9 MB" in r.out, r.out
     assert "audio duration:     3m" in r.out, r.out  # 180 s
-    assert "GET" not in bucket.counts and bucket.counts["GET_RANGE"] == 4  # sniff + duration, never a download
+    assert "GET" not in bucket.counts and bucket.counts["GET_RANGE"] == 2  # one read each: sniff and duration
 
 
 def _validated(tmp_path, bucket, cells):  # noqa: ANN001
