@@ -1,5 +1,6 @@
 """A real CONNECT proxy on loopback for the HTTPS tests: it tunnels bytes, counts CONNECTs, and can ask for
 credentials (407) the way a company proxy does. A thread per connection; a few dozen lines of sockets.
+With `forward=True` it also forwards plain-http requests sent to it with an absolute URL (`forwarded`).
 
     with ConnectProxy(credentials=("alice", "s3cret")) as proxy:
         env = {"HTTPS_PROXY": proxy.url_with("alice", "s3cret")}
@@ -18,8 +19,10 @@ from urllib.parse import quote
 
 class ConnectProxy:
     def __init__(self, credentials: tuple[str, str] | None = None, refuse_status: int | None = None,
-                 refuse_after: int | None = None) -> None:
+                 refuse_after: int | None = None, forward: bool = False) -> None:
         self.credentials = credentials
+        self.forward = forward
+        self.forwarded: list[tuple[str, str]] = []  # (method, absolute URL) of the plain-http requests
         self.refuse_status = refuse_status  # answer every CONNECT with this status (e.g. 403)...
         self.refuse_after = refuse_after  # ... or only those after the first N (a proxy whose policy changes)
         self.connects: list[tuple[str, bool]] = []
@@ -83,6 +86,9 @@ class ConnectProxy:
             lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
             method, target, _ = (lines[0].split(" ") + ["", ""])[:3]
             headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+            if method != "CONNECT" and self.forward and target.startswith("http://"):
+                self._forward(client, head, method, target)
+                return
             if method != "CONNECT":
                 client.sendall(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 return
@@ -105,6 +111,29 @@ class ConnectProxy:
             with upstream:
                 client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 _pipe_both(client, upstream)
+
+
+    def _forward(self, client: socket.socket, head: bytes, method: str, target: str) -> None:
+        """One request to its origin, the request line made relative and the connection closed after the
+        answer (so the client never sends a second request down a connection made for the first)."""
+        with self._lock:
+            self.forwarded.append((method, target))
+        hostport, _, path = target[len("http://"):].partition("/")
+        host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "80")
+        first, _, rest = head.partition(b"\r\n")
+        version = first.rsplit(b" ", 1)[-1]
+        lines = [ln for ln in rest.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+                 if not ln.lower().startswith((b"proxy-", b"connection:", b"keep-alive:"))]
+        body = rest.split(b"\r\n\r\n", 1)[1]
+        request = b"\r\n".join([f"{method} /{path} ".encode() + version, *lines, b"Connection: close", b"", b""])
+        try:
+            upstream = socket.create_connection((host, int(port)), timeout=10)
+        except OSError:
+            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            return
+        with upstream:
+            upstream.sendall(request + body)
+            _pipe_both(client, upstream)
 
 
 def _pipe_both(a: socket.socket, b: socket.socket) -> None:

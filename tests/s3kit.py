@@ -34,7 +34,10 @@ def kind_of(environ: dict) -> str:
 
 class CountingS3:
     """`counts` by kind (LIST, HEAD, GET, GET_RANGE, PUT...); `deny(key)` answers 403 to GETs of that key;
-    `drop(key, after, times)` cuts the connection `after` bytes into the next `times` full GETs."""
+    `drop(key, after, times)` cuts the connection `after` bytes into the next `times` full GETs;
+    `fail(key, times)` answers 503 SlowDown to the next `times` GETs of that key; `home(bucket, region)` makes
+    the bucket live in `region` as AWS does: listings say so (x-amz-bucket-region), and an object GET signed
+    for another region is refused with 400 and that header (`wrong_region` counts those)."""
 
     def __init__(self) -> None:
         from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_backend_app
@@ -43,6 +46,9 @@ class CountingS3:
         self.counting = True
         self._denied: set[str] = set()
         self._drops: dict[str, list[int]] = {}
+        self._fails: dict[str, int] = {}
+        self._homes: dict[str, str] = {}
+        self.wrong_region = 0
         self._lock = threading.Lock()
         outer = self
 
@@ -78,6 +84,12 @@ class CountingS3:
     def drop(self, key: str, after: int, times: int = 1) -> None:
         self._drops[key] = [after, times]
 
+    def fail(self, key: str, times: int) -> None:
+        self._fails[key] = times
+
+    def home(self, bucket: str, region: str) -> None:
+        self._homes[bucket] = region
+
     def client(self):  # type: ignore[no-untyped-def]
         import boto3
 
@@ -106,12 +118,26 @@ class CountingS3:
                     drop[1] -= 1
                 else:
                     drop = None
+            bucket = unquote(environ.get("PATH_INFO", "/").lstrip("/")).partition("/")[0]
+            home = self._homes.get(bucket)
+            if home and kind in ("GET", "GET_RANGE") and _signed_region(environ) != home:
+                with self._lock:
+                    self.wrong_region += 1
+                return _error(start_response, "400 Bad Request", "AuthorizationQueryParametersError",
+                              [("x-amz-bucket-region", home)])
             if kind in ("GET", "GET_RANGE") and key in self._denied:
-                body = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
-                        b"<Message>Access Denied</Message></Error>")
-                start_response("403 Forbidden", [("Content-Type", "application/xml"),
-                                                  ("Content-Length", str(len(body)))])
-                return [body]
+                return _error(start_response, "403 Forbidden", "AccessDenied")
+            with self._lock:
+                failing = self._fails.get(key, 0) if kind in ("GET", "GET_RANGE") else 0
+                if failing:
+                    self._fails[key] = failing - 1
+            if failing:
+                return _error(start_response, "503 Slow Down", "SlowDown")
+            if home and kind == "LIST":
+                def with_region(status, headers, *rest):  # type: ignore[no-untyped-def]
+                    return start_response(status, [*headers, ("x-amz-bucket-region", home)], *rest)
+
+                return app(environ, with_region)
             if drop:
                 return self._cut(app(environ, start_response), drop[0])
             return app(environ, start_response)
@@ -127,6 +153,25 @@ class CountingS3:
                 raise ConnectionAbortedError("the test store drops the connection mid-object")
             sent += len(chunk)
             yield chunk
+
+
+def _signed_region(environ: dict) -> str:
+    """The region a request was signed for: the credential scope of its query (presigned) or header."""
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    scope = query.get("X-Amz-Credential", [""])[0]
+    if not scope:
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        scope = auth.partition("Credential=")[2].partition(",")[0]
+    parts = scope.split("/")
+    return parts[2] if len(parts) > 2 else ""
+
+
+def _error(start_response, status: str, code: str, extra: list | None = None) -> list[bytes]:  # type: ignore[no-untyped-def]
+    body = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{code}</Message>"
+            "</Error>").encode()
+    start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body))),
+                            *(extra or [])])
+    return [body]
 
 
 @pytest.fixture
