@@ -7,7 +7,9 @@ measured. Run by hand (results in BENCHMARKS.md):
     python benchmarks/bench_sources.py validate --rows 10000
     python benchmarks/bench_sources.py memory --size-mb 1024 --objects 1 --workers 1
     python benchmarks/bench_sources.py memory --size-mb 256 --objects 8 --workers 8
-    python benchmarks/bench_sources.py throughput --calls 2000 --workers 16 --latency-ms 100
+    python benchmarks/bench_sources.py throughput --calls 2000 --workers 16 --latency-ms 100 --rounds 5
+    python benchmarks/bench_sources.py validate --rows 10000 --store fast    # the client, not moto
+    python benchmarks/bench_sources.py setup --rows 10000 --store fast       # servers up; time the commands it prints
 
 moto keeps each object it serves in memory (the whole value, per GET), so the 8-worker memory case uses
 smaller objects than 1 GiB to keep the shared machine's RAM; the client's memory does not depend on it.
@@ -16,10 +18,13 @@ smaller objects than 1 GiB to keep the shared machine's RAM; the client's memory
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,29 +144,20 @@ def s3_config(folder: Path, url: str, name: str = "s3-config.yaml", **upload: ob
 
 # --- benchmarks ---------------------------------------------------------------------------------------
 
-VALIDATE_ONLY = """
-import sys
-from importer.config import load_config
-from importer.manifest import load_manifest, validate_manifest
-cfg = load_config(sys.argv[2])
-vm = validate_manifest(load_manifest(sys.argv[1], cfg), cfg)
-print(vm.n_valid, vm.n_errors)
-"""
-
 
 def bench_validate(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     manifest = bk.generate_manifest(folder, args.rows, agents=20, seconds=0.5)
     rows = args.rows
     for label, cmd in (
-        ("validation as `run` does it (sniff only)", [sys.executable, "-c", VALIDATE_ONLY]),
+        ("validation as `run` does it (sniff only)", [sys.executable, __file__, "validate-once"]),
         ("`allobrain-import validate` (sniff + durations)", bk.cli("validate")),
     ):
         if args.only and args.only not in label:
             continue
         with S3Process(folder, populate=folder, store=args.store) as s3:
             cfg = s3_config(folder, s3.url)
-            extra = [str(manifest), str(cfg)] if cmd[1] == "-c" else [str(manifest), "--config", str(cfg)]
+            extra = [str(manifest), str(cfg)] if cmd[-1] == "validate-once" else [str(manifest), "--config", str(cfg)]
             run = bk.measure(cmd + extra, env=aws_env())
         ok = run.code in (0,) and ("0 invalid" in run.out or run.out.strip() == f"{rows} 0")
         counts = s3.counts
@@ -201,30 +197,72 @@ def bench_memory(args: argparse.Namespace) -> int:
 def bench_throughput(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     manifest = bk.generate_manifest(folder, args.calls, agents=20, seconds=0.5)
-    rates = {}
+    rates: dict[str, list[float]] = {}
     with S3Process(folder, populate=folder, store=args.store) as s3:
-        for source in ("local disk", "S3", "local disk ", "S3 "):  # interleaved: the machine's load drifts
-            with bk.SandboxProcess(folder / "srv", latency_ms=args.latency_ms) as sb:
-                state = folder / f"state-{time.monotonic_ns()}"
-                if source.strip() == "S3":
-                    cfg = s3_config(folder, s3.url, name="t.yaml", workers=args.workers)
-                else:
-                    cfg = bk.write_config(folder, state, name="t.yaml", workers=args.workers)
-                cfg.write_text(cfg.read_text().replace(str(folder / "state"), str(state)))
-                summary = folder / "summary.json"
-                run = bk.measure(bk.cli("run", manifest, "--config", cfg, "--api-url", sb.url, "--quiet",
-                                        "--summary-json", summary), env=aws_env())
-            data = json.loads(summary.read_text())
-            rate = data["counts"]["uploaded"] / data["upload_seconds"]
-            rates.setdefault(source.strip(), []).append(rate)
-            print(f"{source.strip():10s}: exit {run.code}, {data['counts']['uploaded']}/{args.calls} uploaded, upload "
-                  f"phase {data['upload_seconds']:.2f} s -> {rate:.1f} calls/s; client CPU {run.cpu:.1f} s, "
-                  f"RSS {run.max_rss_mb:.0f} MiB")
-    best = {k: max(v) for k, v in rates.items()}
-    print(f"best of each: S3 {best['S3']:.1f} calls/s = {best['S3'] / best['local disk']:.1%} of local disk "
-          f"{best['local disk']:.1f} (target >= 90%); ideal {args.workers * 1000 / args.latency_ms:.0f} calls/s; "
+        for _round in range(args.rounds):
+            for source in ("local disk", "S3"):  # interleaved: the machine's load drifts
+                with bk.SandboxProcess(folder / "srv", latency_ms=args.latency_ms) as sb:
+                    state = folder / f"state-{time.monotonic_ns()}"
+                    if source == "S3":
+                        cfg = s3_config(folder, s3.url, name="t.yaml", workers=args.workers)
+                    else:
+                        cfg = bk.write_config(folder, state, name="t.yaml", workers=args.workers)
+                    cfg.write_text(cfg.read_text().replace(str(folder / "state"), str(state)))
+                    summary = folder / "summary.json"
+                    run = bk.measure(bk.cli("run", manifest, "--config", cfg, "--api-url", sb.url, "--quiet",
+                                            "--summary-json", summary), env=aws_env())
+                data = json.loads(summary.read_text())
+                rate = data["counts"]["uploaded"] / data["upload_seconds"]
+                rates.setdefault(source, []).append(rate)
+                print(f"{source:10s}: exit {run.code}, {data['counts']['uploaded']}/{args.calls} uploaded, upload "
+                      f"phase {data['upload_seconds']:.2f} s -> {rate:.1f} calls/s; client CPU {run.cpu:.1f} s, "
+                      f"RSS {run.max_rss_mb:.0f} MiB", flush=True)
+    ratios = sorted(remote / local for remote, local in zip(rates["S3"], rates["local disk"], strict=True))
+    print(f"S3 / local disk, round by round: min {ratios[0]:.1%}, median {statistics.median(ratios):.1%}, max "
+          f"{ratios[-1]:.1%} (target >= 90%); median rates: S3 {statistics.median(rates['S3']):.1f}, local "
+          f"{statistics.median(rates['local disk']):.1f} calls/s; ideal {args.workers * 1000 / args.latency_ms:.0f}; "
           f"store saw {s3.counts}")
     return 0
+
+
+def setup(args: argparse.Namespace) -> int:
+    """The store and the sandbox stay up, the files are written, the commands are printed: time them with an
+    outside tool (`/usr/bin/time -v`, hyperfine), as many times as wanted. SIGTERM or Ctrl-C ends it."""
+    folder = Path(args.dir)
+    manifest = bk.generate_manifest(folder, args.rows, agents=20, seconds=0.5)
+    with S3Process(folder, populate=folder, store=args.store) as s3, \
+            bk.SandboxProcess(folder / "srv", latency_ms=args.latency_ms) as sb:
+        s3_cfg = s3_config(folder, s3.url, name="setup-s3.yaml", workers=args.workers)
+        s3_cfg.write_text(s3_cfg.read_text().replace(str(folder / "state"), str(folder / "state-s3")))
+        local_cfg = bk.write_config(folder, folder / "state-local", name="setup-local.yaml", workers=args.workers)
+        env = folder / "env.sh"
+        wanted = {k: v for k, v in aws_env().items() if k.startswith(("AWS_", "ALLOBRAIN_", "PYTHONPATH"))}
+        env.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in wanted.items()))
+        py = sys.executable
+        print(f"store ({args.store}) {s3.url}, sandbox {sb.url} ({args.latency_ms} ms); first: . {env}")
+        print(f"validate as run does: {py} {__file__} validate-once {manifest} {s3_cfg}")
+        print(f"validate (durations): {py} -m importer validate {manifest} --config {s3_cfg}")
+        for name, cfg in (("S3", s3_cfg), ("local", local_cfg)):
+            state = folder / f"state-{name.lower()}"
+            print(f"run from {name}: sh -c 'rm -rf {state} && exec {py} -m importer run {manifest} --config {cfg} "
+                  f"--api-url {sb.url}'", flush=True)
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            done.wait()
+    print(f"store saw {s3.counts}")
+    return 0
+
+
+def validate_once(args: argparse.Namespace) -> int:
+    """Validation as `run` does it (listing and sniff, no durations), nothing else: the timed command."""
+    from importer.config import load_config
+    from importer.manifest import load_manifest, validate_manifest
+
+    cfg = load_config(args.config)
+    vm = validate_manifest(load_manifest(args.manifest, cfg), cfg)
+    print(vm.n_valid, vm.n_errors)
+    return 0 if vm.n_errors == 0 else 1
 
 
 def main() -> int:
@@ -252,12 +290,25 @@ def main() -> int:
     t.add_argument("--latency-ms", type=int, default=100)
     t.add_argument("--dir", default="/tmp/bench-sources-throughput")
     t.add_argument("--store", choices=("moto", "fast"), default="moto", help=STORE_HELP)
+    t.add_argument("--rounds", type=int, default=2, help="local disk then S3, this many times")
+    u = sub.add_parser("setup", help=setup.__doc__)
+    u.add_argument("--rows", type=int, default=10_000)
+    u.add_argument("--workers", type=int, default=16)
+    u.add_argument("--latency-ms", type=int, default=100)
+    u.add_argument("--store", choices=("moto", "fast"), default="fast", help=STORE_HELP)
+    u.add_argument("--dir", default="/tmp/bench-sources-setup")
+    o = sub.add_parser("validate-once", help=validate_once.__doc__)
+    o.add_argument("manifest")
+    o.add_argument("config")
     args = ap.parse_args()
     if args.what == "serve-s3":
         serve(args)
         return 0
+    if args.what == "validate-once":
+        return validate_once(args)
     bk.print_machine()
-    return {"validate": bench_validate, "memory": bench_memory, "throughput": bench_throughput}[args.what](args)
+    return {"validate": bench_validate, "memory": bench_memory, "throughput": bench_throughput,
+            "setup": setup}[args.what](args)
 
 
 if __name__ == "__main__":
