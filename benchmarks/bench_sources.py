@@ -245,7 +245,7 @@ def setup(args: argparse.Namespace) -> int:
         for name, cfg in (("S3", s3_cfg), ("local", local_cfg)):
             state = folder / f"state-{name.lower()}"
             print(f"run from {name}: sh -c 'rm -rf {state} && exec {py} -m importer run {manifest} --config {cfg} "
-                  f"--api-url {sb.url}'", flush=True)
+                  f"--api-url {sb.url} --allow-same-recording'", flush=True)  # as bk.cli: each row its own call
         done = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: done.set())
         with contextlib.suppress(KeyboardInterrupt):
