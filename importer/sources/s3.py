@@ -182,7 +182,11 @@ class S3Backend:
                               f"{clean_text(e, 160)}") from None
 
     def read_head(self, item: Listed, n: int) -> bytes:
-        return self._get(item.location, item.version, f"bytes=0-{n - 1}").read(n)
+        body = self._get(item.location, item.version, f"bytes=0-{n - 1}")
+        try:
+            return body.read(n)
+        finally:
+            body.close()  # a store that ignored the Range must not keep sending the rest
 
     # --- upload and durations -------------------------------------------------------------------
 
@@ -199,9 +203,13 @@ class S3Backend:
 
         def fetch(start: int, length: int) -> bytes:
             try:
-                return self._get(url, checked.version, f"bytes={start}-{start + length - 1}").read()
+                body = self._get(url, checked.version, f"bytes={start}-{start + length - 1}")
             except SourceProblem as exc:
                 raise OSError(exc.message) from None
+            try:
+                return body.read(length)
+            finally:
+                body.close()
 
         # Buffered: a WAV header walk is a dozen small reads, and each raw read would be one request.
         return io.BufferedReader(RangedReader(fetch, checked.size, budget), 16 * 1024)  # type: ignore[return-value]
