@@ -7,7 +7,10 @@ its outcome without a request of their own. Decided in the plan, so --dry-run sh
 with eight workers in flight the ledger's same-recording rule alone would catch some twins and not others.
 
 A file is hashed only when another row to send has the same size in the same campaign, and a file named by
-several rows is hashed once, so the common case costs one dictionary pass.
+several rows is hashed once, so the common case costs one dictionary pass. A remote recording (s3://,
+sftp://, https://) is never downloaded for this before the uploads start: rows naming the same URL, or
+S3 objects of one size with the same ETag, are twins; a copy under another URL with another ETag is not seen
+here (the ledger's same-recording rule still sees it on a later run, from the fingerprint its upload stored).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from .errors import ImportToolError
 from .manifest import CallRow
 from .results import Outcome
-from .sources import SourceProblem
+from .sources import SourceProblem, scheme_of
 
 ALLOW = "--allow-same-recording sends it anyway"
 
@@ -53,13 +56,28 @@ def find_twins(calls: list[CallRow], prints: Fingerprints) -> dict[int, CallRow]
             continue
         first_of: dict[str, CallRow] = {}
         for call in group:
-            digest = prints.of(call)
+            digest = _identity(call, prints)
             if digest is None:
                 continue
             first = first_of.setdefault(digest, call)
             if first is not call:
                 twins[call.index] = first
     return twins
+
+
+def _identity(call: CallRow, prints: Fingerprints) -> str | None:
+    """What makes two recordings of one size the same here: a local file's sha256; a remote object's ETag
+    (what pins it), else its URL, so that nothing is downloaded twice."""
+    where = str(call.file_path)
+    scheme = scheme_of(where)
+    if scheme == "file":
+        return prints.of(call)
+    # An S3 ETag is a digest of the content (MD5, per part for a multipart upload; random per object under
+    # SSE-KMS, which only hides twins). An https ETag or date is the server's own (nginx makes it from the
+    # modification time and the size), so there only the URL says two rows name one recording.
+    if scheme == "s3" and call.file_version:
+        return f"etag {call.file_version}"
+    return f"url {where}"
 
 
 @dataclass(frozen=True)

@@ -219,3 +219,28 @@ def test_the_same_recording_under_another_timestamp_is_not_sent_twice(tmp_path, 
     [row] = read_results(tmp_path / "2.csv")
     assert row["import_status"] == "already_uploaded" and "same recording" in row["import_error"], row
     assert len(sandbox.calls()) == 1
+
+
+def test_twins_in_s3_are_found_by_url_and_etag_without_a_download(tmp_path, bucket, sandbox):
+    body = wav_bytes(tmp_path, 21)
+    put(bucket, FOLDER + "a.wav", body)
+    put(bucket, "copies/a-again.wav", body)  # the same bytes under another key: the same ETag
+    put(bucket, FOLDER + "b.wav", wav_bytes(tmp_path, 22))  # same size, other bytes
+    a, copy, b = (f"s3://{BUCKET}/{k}" for k in (FOLDER + "a.wav", "copies/a-again.wav", FOLDER + "b.wav"))
+    vm, cfg = _validated(tmp_path, bucket, [a, a, copy, b])
+    bucket.reset_counts()
+    rows = read_results_by_row(vm, cfg, tmp_path, sandbox)
+    assert [r["import_status"] for r in rows] == ["uploaded", "already_uploaded", "already_uploaded", "uploaded"]
+    assert "same recording as row 2 (a.wav)" in rows[2]["import_error"]
+    # One full GET per call sent (a and b), none to look for twins before the uploads.
+    assert bucket.counts["GET"] == 2, bucket.counts
+    assert sorted(c["file_name"] for c in sandbox.calls()) == ["a.wav", "b.wav"]
+
+
+def read_results_by_row(vm, cfg, tmp_path, sandbox):  # noqa: ANN001
+    for email in ("agent0@example.com", "agent1@example.com"):
+        sandbox.add_agent(email)
+    results = tmp_path / "results.csv"
+    run_import(vm, cfg, api_url=sandbox.url, api_key=sandbox.api_key, state_dir=tmp_path / "state",
+               results_path=results, retry_unknown=False)
+    return read_results(results)
