@@ -39,6 +39,7 @@ from .policy import (
 )
 from .responses import call_id_of, read_capped
 from .safety import check_base_url, clean_text, redact
+from .slots import wait_for_slot
 from .sources import SourceProblem, Sources
 from .transport import Observer
 
@@ -98,19 +99,17 @@ class RateLimiter:
             slot = max(now, self._next, self._paused_until)
             if self.interval:
                 self._next = slot + self.interval
-        while True:
-            delay = slot - time.monotonic()
-            if delay > 0:
-                if stop is not None and stop.wait(delay):
-                    return False
-                if stop is None:
-                    time.sleep(delay)
-            # A 429 that came to another thread while this one waited holds this one too.
-            with self._lock:
-                if self._paused_until <= time.monotonic():
-                    break
-                slot = self._paused_until
-        return not (stop is not None and stop.is_set())
+        return wait_for_slot(slot, self._after_pause, stop)
+
+    def _after_pause(self) -> float | None:
+        """A new slot, spaced like any other, when a 429 that came meanwhile holds every thread longer."""
+        with self._lock:
+            if self._paused_until <= time.monotonic():
+                return None
+            slot = max(self._paused_until, self._next)
+            if self.interval:
+                self._next = slot + self.interval
+            return slot
 
 
 class ApiClient:

@@ -14,7 +14,7 @@ from .manifest import CallRow, ValidatedManifest, total_bytes, total_duration
 from .results import Outcome
 from .sources import Sources
 from .statuses import CARRIED_STATUSES
-from .twins import Fingerprints, find_twins
+from .twins import Fingerprints, behind_unknown_note, find_twins
 
 UNKNOWN_HINT = "the server may already have this call; check it, then rerun with --retry-unknown to send it again"
 
@@ -59,6 +59,7 @@ def make_plan(vm: ValidatedManifest, ledger: LedgerBackend | None, *, retry_unkn
         vm.loaded.results_ledger == ledger.ledger_id)
     prints = Fingerprints((sources or Sources(remote=False)).fingerprint)
     same = _SameRecording(ledger, prints) if ledger is not None and not allow_same_recording else None
+    held_back: list[CallRow] = []  # unknown rows not resent: a row with the same recording waits for them
     for call, entry in _with_entries(vm.calls, ledger):
         if entry is not None and entry.status == UPLOADED:
             plan.settled[call.index] = Outcome("already_uploaded", call_id=entry.call_id)
@@ -75,6 +76,7 @@ def make_plan(vm: ValidatedManifest, ledger: LedgerBackend | None, *, retry_unkn
             plan.settled[call.index] = Outcome("unknown", http_status=entry.http_status if entry else None,
                                                error=UNKNOWN_HINT)
             plan.held_unknown += 1
+            held_back.append(call)
             continue
         earlier = same.find(call) if same is not None else None
         if earlier is not None and _is_own(earlier, call):  # another run uploaded this very row since the lookup
@@ -89,8 +91,10 @@ def make_plan(vm: ValidatedManifest, ledger: LedgerBackend | None, *, retry_unkn
             continue
         plan.to_send.append(call)
     if not allow_same_recording:  # the same recording twice in this manifest: the first row is sent
-        plan.twins = find_twins(plan.to_send, prints)
-        plan.to_send = [c for c in plan.to_send if c.index not in plan.twins]
+        plan.twins, behind = find_twins(plan.to_send, prints, held_back)
+        for index, unknown in behind.items():
+            plan.settled[index] = Outcome("not_attempted", error=behind_unknown_note(unknown))
+        plan.to_send = [c for c in plan.to_send if c.index not in plan.twins and c.index not in behind]
     for call in plan.to_send:
         plan.agents.setdefault(call.agent_email, vm.agents.get(call.agent_email, call.agent_name))
     return plan

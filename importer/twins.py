@@ -16,7 +16,7 @@ here (the ledger's same-recording rule still sees it on a later run, from the fi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import ImportToolError
@@ -45,24 +45,38 @@ class Fingerprints:
         return self._known[path]
 
 
-def find_twins(calls: list[CallRow], prints: Fingerprints) -> dict[int, CallRow]:
-    """Row index of each later twin -> the first row (in manifest order) with the same recording and campaign."""
+def find_twins(calls: Sequence[CallRow], prints: Fingerprints,
+               held: Sequence[CallRow] = ()) -> tuple[dict[int, CallRow], dict[int, CallRow]]:
+    """Among the rows to send (`calls`) and the rows held back as unknown (`held`), by recording and campaign:
+    each later row to send -> the first row to send with its recording (its twin), and each row to send
+    whose recording a held row has -> that held row (the server may have it already: not sent either)."""
+    held_at = {c.index for c in held}
     by_size: dict[tuple[str, int], list[CallRow]] = {}
-    for call in calls:
+    for call in sorted([*calls, *held], key=lambda c: c.index):
         by_size.setdefault((call.campaign_id, call.file_size), []).append(call)
     twins: dict[int, CallRow] = {}
+    behind_unknown: dict[int, CallRow] = {}
     for group in by_size.values():
         if len(group) < 2:
             continue
-        first_of: dict[str, CallRow] = {}
+        same: dict[str, list[CallRow]] = {}
         for call in group:
             digest = _identity(call, prints)
-            if digest is None:
-                continue
-            first = first_of.setdefault(digest, call)
-            if first is not call:
-                twins[call.index] = first
-    return twins
+            if digest is not None:
+                same.setdefault(digest, []).append(call)
+        for rows in same.values():
+            unknown = next((c for c in rows if c.index in held_at), None)
+            to_send = [c for c in rows if c.index not in held_at]
+            if unknown is not None:
+                behind_unknown.update((c.index, unknown) for c in to_send)
+            else:
+                twins.update((c.index, to_send[0]) for c in to_send[1:])
+    return twins, behind_unknown
+
+
+def behind_unknown_note(held: CallRow) -> str:
+    return (f"not sent: same recording as row {held.row} ({held.file_name}), whose outcome is unknown (the server "
+            f"may have it); check that row, then rerun with --retry-unknown (this row then goes with it), or {ALLOW}")
 
 
 def _identity(call: CallRow, prints: Fingerprints) -> str | None:
@@ -114,6 +128,8 @@ def _followed(index: int, first: CallRow, outcome: Outcome) -> Followed:
         return Followed(index, Outcome("already_uploaded", call_id=outcome.call_id,
                                        error=f"same recording as {where}, uploaded to this campaign {by}; {ALLOW}"),
                         True)
+    if outcome.status == "unknown":
+        return Followed(index, Outcome("not_attempted", error=behind_unknown_note(first)), False)
     return Followed(index, Outcome("not_attempted", error=(
         f"not sent: same recording as {where}, which was not uploaded ({outcome.status}); it goes with that row "
         f"when that row is sent again, or {ALLOW}")), False)

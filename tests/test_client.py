@@ -253,6 +253,38 @@ def test_rate_limiter_spaces_requests_across_threads():
     assert min(gaps) >= 0
 
 
+def _limiters(rate: float) -> list:
+    from importer.ledger.pg_rate import SharedRateLimiter
+
+    # The fleet's limiter leases its slots from the ledger; an idle schedule (lease starts now) stands in here.
+    return [RateLimiter(rate), SharedRateLimiter(rate, lambda span: 0.0)] if rate else [RateLimiter(0)]
+
+
+@pytest.mark.parametrize("kind", [0, 1])
+def test_after_a_pause_extended_while_threads_wait_they_leave_spaced_not_in_one_burst(kind):
+    limiter = _limiters(10.0)[kind]  # one request per 0.1 s
+    start = time.monotonic()
+    limiter.pause_until(start + 0.2)
+    woke: list[float] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        limiter.acquire(threading.Event())
+        with lock:
+            woke.append(time.monotonic())
+
+    threads = [threading.Thread(target=take) for _ in range(5)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)
+    limiter.pause_until(start + 1.0)  # another thread's 429 while they wait
+    for t in threads:
+        t.join(10)
+    woke.sort()
+    assert len(woke) == 5 and woke[0] >= start + 1.0
+    assert all(b - a >= 0.09 for a, b in zip(woke, woke[1:], strict=False)), woke  # a floor, never a ceiling
+
+
 def test_a_pause_that_comes_while_a_thread_waits_holds_that_thread_too():
     # Worker A got a 429 (Retry-After 0.3) and waits; worker B's 429 a moment later says 0.6 from the start.
     # A must not send at 0.3 into a pause the server asked for: the race behind a flaky 429-storm test.

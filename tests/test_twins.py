@@ -115,3 +115,32 @@ def test_a_recording_of_the_same_size_with_other_bytes_is_sent(sandbox, env_key,
     assert r.code == 0, r.out + r.err
     assert statuses(results_of(r.out)) == ["uploaded", "already_uploaded", "uploaded", "uploaded", "uploaded"]
     assert len(sandbox.calls()) == 4
+
+
+def test_a_twin_of_a_row_whose_outcome_is_unknown_is_never_sent_without_retry_unknown(sandbox, env_key, tmp_path):
+    manifest = twins_manifest(tmp_path)
+    cfg = write_config(tmp_path)
+    sandbox.inject("/calls/audio", "store_then_drop")  # row 2 stored, its answer lost: unknown
+    r = run_cli("run", manifest, "--config", cfg, "--api-url", sandbox.url, "--quiet", "--workers", "1")
+    assert r.code == 1, r.out + r.err
+    first = read_results(results_of(r.out))
+    assert [x["import_status"] for x in first] == ["unknown", "not_attempted", "uploaded", "not_attempted",
+                                                   "uploaded"]
+    assert first[1]["import_error"].startswith("not sent: same recording as row 2 (a.wav), whose outcome is unknown")
+    assert len(sandbox.calls()) == 3  # a.wav (stored, answer lost), b.wav, a.wav to the other campaign
+
+    # Rerun without --retry-unknown: row 2 stays unknown, and its twins are not sent in its place.
+    again = run_cli("run", results_of(r.out), "--api-url", sandbox.url, "--quiet")
+    assert again.code == 1, again.out + again.err
+    second = read_results(results_of(again.out))
+    assert [x["import_status"] for x in second] == ["unknown", "not_attempted", "already_uploaded",
+                                                    "not_attempted", "already_uploaded"]
+    assert "--retry-unknown" in second[3]["import_error"]
+    assert len(sandbox.calls()) == 3
+
+    # The user checked and asks for it: row 2 is sent again, its twins follow it.
+    forced = run_cli("run", results_of(again.out), "--api-url", sandbox.url, "--quiet", "--retry-unknown")
+    assert forced.code == 0, forced.out + forced.err
+    assert statuses(results_of(forced.out)) == ["uploaded", "already_uploaded", "already_uploaded",
+                                                "already_uploaded", "already_uploaded"]
+    assert len(sandbox.calls()) == 4

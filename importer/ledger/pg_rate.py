@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ..slots import wait_for_slot
 from .base import LedgerUnavailable
 
 log = logging.getLogger("importer.ledger")
@@ -66,9 +67,13 @@ class SharedRateLimiter:
         with self._lock:
             slot = max(self._next_slot(), self._paused_until, self._last + self.interval)
             self._last = slot
-        delay = slot - self._clock()
-        if delay > 0:
-            if stop is not None:
-                return not stop.wait(delay)
-            time.sleep(delay)
-        return not (stop is not None and stop.is_set())
+        return wait_for_slot(slot, self._after_pause, stop, self._clock)
+
+    def _after_pause(self) -> float | None:
+        """A 429 that came meanwhile holds every run's thread here longer: a new slot, an interval apart."""
+        with self._lock:
+            if self._paused_until <= self._clock():
+                return None
+            slot = max(self._paused_until, self._last + self.interval)
+            self._last = slot
+            return slot
