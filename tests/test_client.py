@@ -257,7 +257,7 @@ def _limiters(rate: float) -> list:
     from importer.ledger.pg_rate import SharedRateLimiter
 
     # The fleet's limiter leases its slots from the ledger; an idle schedule (lease starts now) stands in here.
-    return [RateLimiter(rate), SharedRateLimiter(rate, lambda span: 0.0)] if rate else [RateLimiter(0)]
+    return [RateLimiter(rate), SharedRateLimiter(rate, lambda span: 0.0)]
 
 
 @pytest.mark.parametrize("kind", [0, 1])

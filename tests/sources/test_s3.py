@@ -126,13 +126,19 @@ def _validated(tmp_path, bucket, cells):  # noqa: ANN001
     return vm, cfg
 
 
-def _run(vm, cfg, tmp_path, sandbox):  # noqa: ANN001
+def _run_rows(vm, cfg, tmp_path, sandbox) -> list[dict[str, str]]:  # noqa: ANN001
+    """The results rows, in manifest order."""
     for email in ("agent0@example.com", "agent1@example.com"):
         sandbox.add_agent(email)
     results = tmp_path / "results.csv"
     run_import(vm, cfg, api_url=sandbox.url, api_key=sandbox.api_key, state_dir=tmp_path / "state",
                results_path=results, retry_unknown=False)
-    return {row["file_path"].rsplit("/", 1)[-1]: row for row in read_results(results)}
+    return read_results(results)
+
+
+def _run(vm, cfg, tmp_path, sandbox):  # noqa: ANN001
+    """The results rows by file name."""
+    return {row["file_path"].rsplit("/", 1)[-1]: row for row in _run_rows(vm, cfg, tmp_path, sandbox)}
 
 
 def test_an_object_replaced_after_validation_is_refused(tmp_path, bucket, sandbox):
@@ -229,18 +235,10 @@ def test_twins_in_s3_are_found_by_url_and_etag_without_a_download(tmp_path, buck
     a, copy, b = (f"s3://{BUCKET}/{k}" for k in (FOLDER + "a.wav", "copies/a-again.wav", FOLDER + "b.wav"))
     vm, cfg = _validated(tmp_path, bucket, [a, a, copy, b])
     bucket.reset_counts()
-    rows = read_results_by_row(vm, cfg, tmp_path, sandbox)
+    rows = _run_rows(vm, cfg, tmp_path, sandbox)
     assert [r["import_status"] for r in rows] == ["uploaded", "already_uploaded", "already_uploaded", "uploaded"]
     assert "same recording as row 2 (a.wav)" in rows[2]["import_error"]
     # One full GET per call sent (a and b), none to look for twins before the uploads.
     assert bucket.counts["GET"] == 2, bucket.counts
     assert sorted(c["file_name"] for c in sandbox.calls()) == ["a.wav", "b.wav"]
 
-
-def read_results_by_row(vm, cfg, tmp_path, sandbox):  # noqa: ANN001
-    for email in ("agent0@example.com", "agent1@example.com"):
-        sandbox.add_agent(email)
-    results = tmp_path / "results.csv"
-    run_import(vm, cfg, api_url=sandbox.url, api_key=sandbox.api_key, state_dir=tmp_path / "state",
-               results_path=results, retry_unknown=False)
-    return read_results(results)
